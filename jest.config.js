@@ -1,0 +1,41 @@
+/**
+ * One Jest run for everything: unit specs beside the source (src/**\/*.spec.ts) and
+ * integration / e2e suites under test/ (real SDK, real S3-protocol server, real Prometheus,
+ * real browser). TypeScript is compiled by SWC (decorator metadata on), type checking is
+ * `npm run typecheck`, which `npm test` runs first.
+ */
+const swc = [
+  '@swc/jest',
+  {
+    jsc: {
+      parser: { syntax: 'typescript', decorators: true },
+      transform: { legacyDecorator: true, decoratorMetadata: true },
+      target: 'es2023',
+      keepClassNames: true,
+    },
+    module: { type: 'commonjs' },
+    sourceMaps: 'inline',
+  },
+];
+// ESM-only packages that Jest's CommonJS runtime must see transformed.
+const esmPackages = ['kysely'];
+const common = {
+  testEnvironment: 'node',
+  transform: { '^.+\\.(t|j|mj)s$': swc },
+  transformIgnorePatterns: [`/node_modules/(?!(${esmPackages.join('|')})/)`],
+  setupFiles: ['reflect-metadata'],
+  moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
+};
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/**/*.int-spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
+      slowTestThreshold: 30,
+    },
+  ],
+  maxWorkers: 2,
+  testTimeout: 60000,
+};

@@ -1,0 +1,89 @@
+/**
+ * The domain model of a generation, shared by the database, the pipeline and the HTTP face.
+ * Plain types only: no Nest, no SDKs.
+ */
+export const ASPECT_RATIOS = ['1:1', '3:4', '4:3', '9:16', '16:9'] as const;
+export type AspectRatio = (typeof ASPECT_RATIOS)[number];
+
+export const GENERATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type GenerationStatus = (typeof GENERATION_STATUSES)[number];
+export const FINAL_STATUSES: readonly GenerationStatus[] = ['succeeded', 'failed', 'canceled'];
+
+export const GENERATION_STAGES = ['queued', 'gemini', 'upload', 'palette', 'done'] as const;
+export type GenerationStage = (typeof GENERATION_STAGES)[number];
+
+/** Error codes a failed generation carries (`error.code`). */
+export const GENERATION_ERROR_CODES = [
+  'GEMINI_TIMEOUT',
+  'GEMINI_RATE_LIMITED',
+  'GEMINI_BLOCKED',
+  'GEMINI_NO_IMAGE',
+  'GEMINI_ERROR',
+  'STORAGE_ERROR',
+  'PALETTE_ERROR',
+  'INTERRUPTED',
+  'CANCELED',
+] as const;
+export type GenerationErrorCode = (typeof GENERATION_ERROR_CODES)[number];
+
+export interface GenerationError {
+  code: GenerationErrorCode;
+  message: string;
+}
+
+export interface PaletteColor {
+  hex: string;
+  rgb: [number, number, number];
+  /** Share of the image's (opaque) pixels, 0..1; a palette's proportions sum to 1. */
+  proportion: number;
+}
+
+export interface GenerationImage {
+  index: number;
+  /** Storage key (driver-relative). Not exposed over HTTP. */
+  key: string;
+  mimeType: string;
+  width: number;
+  height: number;
+  bytes: number;
+  palette: PaletteColor[];
+}
+
+export interface GenerationTimings {
+  queueMs: number;
+  geminiMs: number;
+  uploadMs: number;
+  paletteMs: number;
+  totalMs: number;
+}
+
+export interface GenerationUsage {
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface Generation {
+  id: string;
+  status: GenerationStatus;
+  stage: GenerationStage;
+  prompt: string;
+  model: string;
+  aspectRatio: AspectRatio;
+  count: number;
+  paletteSize: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  completedAt: Date | null;
+  timings: GenerationTimings;
+  images: GenerationImage[];
+  usage: GenerationUsage;
+  error: GenerationError | null;
+}
+
+export function emptyTimings(): GenerationTimings {
+  return { queueMs: 0, geminiMs: 0, uploadMs: 0, paletteMs: 0, totalMs: 0 };
+}
+
+export function isFinal(status: GenerationStatus): boolean {
+  return FINAL_STATUSES.includes(status);
+}

@@ -1,0 +1,54 @@
+import { ConfigError, loadConfig } from './app-config';
+
+describe('loadConfig', () => {
+  it('applies the contract defaults to an empty environment', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(3000);
+    expect(c.gemini).toMatchObject({
+      model: 'gemini-2.5-flash-image',
+      timeoutMs: 120_000,
+      maxConcurrency: 4,
+      maxRetries: 1,
+      useEmulator: true,
+    });
+    expect(c.gemini.deadlineMs).toBeGreaterThan(2 * 120_000);
+    expect(c.pipeline.maxQueue).toBe(100);
+    expect(c.s3).toBeNull();
+    expect(c.metrics.port).toBe(9464);
+    expect(c.telemetry).toMatchObject({ disabled: false, serviceName: 'hybrid-image-search' });
+    expect(c.palette.workers).toBeGreaterThanOrEqual(1);
+    expect(c.dataDir).toMatch(/data$/);
+  });
+
+  it('parses numbers, booleans and lists', () => {
+    const c = loadConfig({
+      PORT: '8080',
+      GEMINI_API_KEY: 'k',
+      S3_BUCKET: 'images',
+      S3_ENDPOINT: 'http://127.0.0.1:4568',
+      S3_FORCE_PATH_STYLE: 'true',
+      API_KEYS: 'a, b,,c',
+      METRICS_PORT: '0',
+    });
+    expect(c.port).toBe(8080);
+    expect(c.gemini.useEmulator).toBe(false);
+    expect(c.s3).toMatchObject({ bucket: 'images', endpoint: 'http://127.0.0.1:4568', forcePathStyle: true });
+    expect(c.http.apiKeys).toEqual(['a', 'b', 'c']);
+    expect(c.metrics.port).toBe(0);
+  });
+
+  it('names every bad variable in one error', () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: 'abc', GEMINI_MAX_CONCURRENCY: '0', S3_FORCE_PATH_STYLE: 'maybe', GEMINI_BASE_URL: 'not a url' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    for (const name of ['PORT', 'GEMINI_MAX_CONCURRENCY', 'S3_FORCE_PATH_STYLE', 'GEMINI_BASE_URL']) {
+      expect(message).toContain(name);
+    }
+    expect((error as ConfigError).problems.length).toBeGreaterThanOrEqual(4);
+  });
+});
