@@ -1,0 +1,90 @@
+import { Injectable } from '@nestjs/common';
+import { Attributes, Histogram, metrics, ObservableResult } from '@opentelemetry/api';
+
+export const INSTRUMENTATION_SCOPE = 'hybrid-image-search';
+
+/** Buckets (seconds) from sub-millisecond palette work to minutes-long Gemini calls. */
+export const SECONDS_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300,
+];
+/** Token-count buckets (OTel GenAI semantic conventions' advice). */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
+
+export type Outcome = 'ok' | 'error';
+
+/**
+ * Every metric instrument of the service, in one place, with bounded attributes only
+ * (never ids, prompts or other user input). Instruments come from the global MeterProvider,
+ * so this class must be constructed after `startTelemetry()` (Nest DI runs after it in main.ts);
+ * with telemetry off they are no-ops that cost nothing.
+ */
+@Injectable()
+export class AppMetrics {
+  private readonly meter = metrics.getMeter(INSTRUMENTATION_SCOPE);
+
+  private readonly stageDuration = this.histogram('pipeline.stage.duration', 's', 'Duration of one pipeline stage');
+  private readonly genAiDuration = this.histogram('gen_ai.client.operation.duration', 's', 'GenAI operation duration');
+  private readonly genAiTokens = this.meter.createHistogram('gen_ai.client.token.usage', {
+    unit: '{token}',
+    description: 'Number of input and output tokens used',
+    advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
+  });
+  private readonly semaphoreWait = this.histogram('gemini.semaphore.wait.duration', 's', 'Time a Gemini call waited for a semaphore slot');
+  private readonly storageDuration = this.histogram('storage.operation.duration', 's', 'Duration of one storage (S3 or local) operation');
+  private readonly paletteTask = this.histogram('palette.task.duration', 's', 'Duration of one palette task in the worker pool (queue wait included)');
+  private readonly generations = this.meter.createCounter('pipeline.generations', {
+    unit: '{generation}',
+    description: 'Generations that reached a final status',
+  });
+
+  private histogram(name: string, unit: string, description: string): Histogram {
+    return this.meter.createHistogram(name, { unit, description, advice: { explicitBucketBoundaries: SECONDS_BUCKETS } });
+  }
+
+  recordStage(stage: string, outcome: Outcome, seconds: number): void {
+    this.stageDuration.record(seconds, { stage, outcome });
+  }
+
+  /** `errorType` follows the `error.type` convention: a low-cardinality code, absent on success. */
+  recordGenAiOperation(model: string, seconds: number, errorType?: string): void {
+    const attrs: Attributes = {
+      'gen_ai.operation.name': 'generate_content',
+      'gen_ai.provider.name': 'gcp.gemini',
+      'gen_ai.request.model': model,
+    };
+    if (errorType) attrs['error.type'] = errorType;
+    this.genAiDuration.record(seconds, attrs);
+  }
+
+  recordTokenUsage(model: string, type: 'input' | 'output', tokens: number): void {
+    this.genAiTokens.record(tokens, {
+      'gen_ai.operation.name': 'generate_content',
+      'gen_ai.provider.name': 'gcp.gemini',
+      'gen_ai.request.model': model,
+      'gen_ai.token.type': type,
+    });
+  }
+
+  recordSemaphoreWait(seconds: number): void {
+    this.semaphoreWait.record(seconds);
+  }
+
+  recordStorageOperation(driver: 's3' | 'local', operation: string, outcome: Outcome, seconds: number): void {
+    this.storageDuration.record(seconds, { driver, operation, outcome });
+  }
+
+  recordPaletteTask(outcome: Outcome, seconds: number): void {
+    this.paletteTask.record(seconds, { outcome });
+  }
+
+  recordGenerationFinished(status: string, errorCode?: string): void {
+    this.generations.add(1, errorCode ? { status, 'error.code': errorCode } : { status });
+  }
+
+  /** An observable gauge read at each collection (semaphore slots, queue depth, pool size…). */
+  gauge(name: string, description: string, read: () => number, unit = '1'): void {
+    this.meter
+      .createObservableGauge(name, { description, unit })
+      .addCallback((result: ObservableResult) => result.observe(read()));
+  }
+}
