@@ -1,0 +1,67 @@
+import { StorageError } from './storage.errors';
+
+const KEY_CHARS = /^[A-Za-z0-9/_.-]+$/;
+/** S3's own limit on key length (bytes; keys here are ASCII). */
+const MAX_KEY_LENGTH = 1024;
+
+/**
+ * Rejects keys that could escape the storage root or that S3 and a file system would treat
+ * differently: only `[A-Za-z0-9/_.-]`, relative, no empty segments, no `..`, and no segment
+ * starting with `.` (the local driver reserves dot-names for its temp and sidecar files).
+ */
+export function assertValidKey(key: unknown): asserts key is string {
+  const problem = keyProblem(key);
+  if (problem) throw new StorageError('INVALID_KEY', `invalid storage key ${JSON.stringify(String(key).slice(0, 100))}: ${problem}`);
+}
+
+function keyProblem(key: unknown): string | null {
+  if (typeof key !== 'string' || key.length === 0) return 'empty';
+  if (key.length > MAX_KEY_LENGTH) return `longer than ${MAX_KEY_LENGTH} characters`;
+  if (!KEY_CHARS.test(key)) return 'only A-Z a-z 0-9 / _ . - are allowed';
+  if (key.startsWith('/')) return 'absolute';
+  if (key.includes('..')) return 'contains ".."';
+  const segments = key.split('/');
+  if (segments.some((s) => s === '')) return 'empty path segment';
+  if (segments.some((s) => s.startsWith('.'))) return 'a path segment starts with "."';
+  return null;
+}
+
+const TYPE_BY_EXTENSION: Record<string, string> = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  avif: 'image/avif',
+  tif: 'image/tiff',
+  tiff: 'image/tiff',
+  heic: 'image/heic',
+  heif: 'image/heif',
+  bmp: 'image/bmp',
+};
+
+const EXTENSION_BY_TYPE: Record<string, string> = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/webp': 'webp',
+  'image/gif': 'gif',
+  'image/avif': 'avif',
+  'image/tiff': 'tiff',
+  'image/heic': 'heic',
+  'image/heif': 'heif',
+  'image/bmp': 'bmp',
+};
+
+/** File extension for a MIME type (`image/png` → `png`); unknown types → `bin`. */
+export function extensionFor(mimeType: string): string {
+  const essence = mimeType.split(';')[0].trim().toLowerCase();
+  return EXTENSION_BY_TYPE[essence] ?? 'bin';
+}
+
+/** The content type a key's extension implies, or `application/octet-stream`. */
+export function contentTypeForKey(key: string): string {
+  const dot = key.lastIndexOf('.');
+  const slash = key.lastIndexOf('/');
+  const ext = dot > slash ? key.slice(dot + 1).toLowerCase() : '';
+  return TYPE_BY_EXTENSION[ext] ?? 'application/octet-stream';
+}

@@ -1,0 +1,29 @@
+import type { Readable } from 'node:stream';
+
+export interface StoredObject {
+  /** The bytes, streamed; the consumer must read or destroy it (it holds a file handle or socket). */
+  body: Readable;
+  contentType: string;
+  contentLength: number;
+}
+
+/**
+ * One backing store. Drivers throw `StorageError` for `NOT_FOUND` / `INVALID_KEY` and let any
+ * other failure through; `StorageService` wraps those as `STORAGE_ERROR`.
+ */
+export interface StorageDriver {
+  readonly kind: 's3' | 'local';
+  /** Stores the whole object, replacing any previous one under `key`. */
+  put(key: string, body: Buffer, contentType: string): Promise<void>;
+  get(key: string): Promise<StoredObject>;
+  /** Idempotent, like S3: deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+  /** A time-limited URL for a plain GET, or null when the store has none (local folder). */
+  presignGetUrl(key: string, expiresInSec: number): Promise<string | null>;
+  /** Resolves when the store is reachable and writable; honours `signal` where the store can. */
+  check(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Nest injection token of the driver chosen from config (see `createStorageDriver`). */
+export const STORAGE_DRIVER = Symbol('STORAGE_DRIVER');

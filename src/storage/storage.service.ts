@@ -1,0 +1,122 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { AppMetrics } from '../telemetry/app-metrics';
+import { withSpan } from '../telemetry/tracing';
+import { assertValidKey, extensionFor } from './storage-keys';
+import { STORAGE_DRIVER, type StorageDriver, type StoredObject } from './storage.driver';
+import { StorageError } from './storage.errors';
+
+type Operation = 'put' | 'get' | 'delete' | 'presign' | 'check';
+
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+/** S3's upper bound for SigV4 presigned URLs: 7 days. */
+const MAX_PRESIGN_SEC = 7 * 24 * 3600;
+
+/**
+ * The one entry point to image storage (S3 or the local folder, chosen from config). Every call is
+ * timed (`storage.operation.duration`), traced (`storage.<operation>` span) and fails only with a
+ * `StorageError`: NOT_FOUND, INVALID_KEY, or STORAGE_ERROR for anything the store itself threw.
+ */
+@Injectable()
+export class StorageService {
+  private readonly presign: boolean;
+
+  constructor(
+    @Inject(STORAGE_DRIVER) private readonly driver: StorageDriver,
+    config: AppConfig,
+    private readonly metrics: AppMetrics,
+  ) {
+    this.presign = config.s3?.presign ?? false;
+  }
+
+  get kind(): 's3' | 'local' {
+    return this.driver.kind;
+  }
+
+  /** `images/YYYY/MM/DD/<generationId>/<index>.<ext>`, dated in UTC so every instance agrees. */
+  keyFor(generationId: string, index: number, mimeType: string, createdAt: Date): string {
+    if (!ID_PATTERN.test(generationId)) throw new StorageError('INVALID_KEY', 'generation id must match [A-Za-z0-9_-]{1,128}');
+    if (!Number.isInteger(index) || index < 0) throw new StorageError('INVALID_KEY', `image index must be a non-negative integer, got ${index}`);
+    if (Number.isNaN(createdAt.getTime())) throw new StorageError('INVALID_KEY', 'createdAt is not a valid date');
+    const [date] = createdAt.toISOString().split('T');
+    const [yyyy, mm, dd] = date.split('-');
+    return `images/${yyyy}/${mm}/${dd}/${generationId}/${index}.${extensionFor(mimeType)}`;
+  }
+
+  put(key: string, body: Buffer, contentType: string): Promise<{ key: string; bytes: number }> {
+    return this.run('put', { 'storage.object.size': body.length }, async () => {
+      assertValidKey(key);
+      await this.driver.put(key, body, contentType);
+      return { key, bytes: body.length };
+    });
+  }
+
+  /** The object as a stream; the caller must consume or destroy `body`. Timing covers the open, not the download. */
+  open(key: string): Promise<StoredObject> {
+    return this.run('get', {}, async () => {
+      assertValidKey(key);
+      return this.driver.get(key);
+    });
+  }
+
+  /** A presigned GET URL, or null for the local folder or when `S3_PRESIGN` is off (then stream via `open`). */
+  async presignedUrl(key: string, expiresInSec = 300): Promise<string | null> {
+    if (!this.presign || this.driver.kind !== 's3') return null;
+    return this.run('presign', {}, async () => {
+      assertValidKey(key);
+      if (!Number.isInteger(expiresInSec) || expiresInSec < 1 || expiresInSec > MAX_PRESIGN_SEC) {
+        throw new StorageError('STORAGE_ERROR', `presign expiry must be 1..${MAX_PRESIGN_SEC} s, got ${expiresInSec}`);
+      }
+      return this.driver.presignGetUrl(key, expiresInSec);
+    });
+  }
+
+  delete(key: string): Promise<void> {
+    return this.run('delete', {}, async () => {
+      assertValidKey(key);
+      await this.driver.delete(key);
+    });
+  }
+
+  /** Readiness: resolves when the store answers within `timeoutMs`; the driver's call is aborted on timeout. */
+  check(timeoutMs = 2000): Promise<void> {
+    return this.run('check', {}, async () => {
+      const controller = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      // Raced as well as signalled: not every driver call can be aborted (local fs mkdir, say).
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new StorageError('STORAGE_ERROR', `storage check timed out after ${timeoutMs} ms`);
+          controller.abort(error);
+          reject(error);
+        }, timeoutMs);
+      });
+      try {
+        await Promise.race([this.driver.check(controller.signal), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+  }
+
+  private run<T>(operation: Operation, attributes: Record<string, number>, fn: () => Promise<T>): Promise<T> {
+    const driver = this.driver.kind;
+    return withSpan(`storage.${operation}`, { 'storage.driver': driver, 'storage.operation': operation, ...attributes }, async () => {
+      const started = performance.now();
+      try {
+        const result = await fn();
+        this.metrics.recordStorageOperation(driver, operation, 'ok', (performance.now() - started) / 1000);
+        return result;
+      } catch (error) {
+        this.metrics.recordStorageOperation(driver, operation, 'error', (performance.now() - started) / 1000);
+        throw toStorageError(error, operation, driver);
+      }
+    });
+  }
+}
+
+function toStorageError(error: unknown, operation: Operation, driver: string): StorageError {
+  if (error instanceof StorageError) return error;
+  const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return new StorageError('STORAGE_ERROR', `storage ${operation} failed (${driver}): ${reason}`, error);
+}
