@@ -1,0 +1,15 @@
+import type { Migration, MigrationProvider } from 'kysely/migration';
+import { createGenerations } from './0001-create-generations';
+
+/**
+ * Every migration, in code rather than found by globbing a folder, so the same list runs from
+ * dist/, from ts sources under Jest, and from a bundle. Kysely applies them in name order: keep the
+ * numeric prefix and never rename or edit one that has shipped; add a new entry instead.
+ */
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_create_generations': createGenerations,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => ({ ...MIGRATIONS }),
+};
