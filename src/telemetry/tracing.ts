@@ -1,7 +1,11 @@
 import { Attributes, Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { INSTRUMENTATION_SCOPE } from './app-metrics';
 
-export const tracer = trace.getTracer(INSTRUMENTATION_SCOPE);
+/**
+ * Looked up per call (cheap: the provider caches tracers) rather than once at module load, so a
+ * provider registered later — a test installing an in-memory exporter — is always the one used.
+ */
+export const getTracer = () => trace.getTracer(INSTRUMENTATION_SCOPE);
 
 /**
  * Runs `fn` inside an active span named `name`; records an exception and ERROR status when it
@@ -13,7 +17,7 @@ export function withSpan<T>(
   fn: (span: Span) => Promise<T>,
   kind: SpanKind = SpanKind.INTERNAL,
 ): Promise<T> {
-  return tracer.startActiveSpan(name, { attributes, kind }, async (span) => {
+  return getTracer().startActiveSpan(name, { attributes, kind }, async (span) => {
     try {
       return await fn(span);
     } catch (error) {

@@ -1,0 +1,50 @@
+/**
+ * In-prompt directives that make the emulator misbehave on purpose, so e2e tests can drive every
+ * failure path through the real app: `[emulator:hang]`, `[emulator:latency=MS]`,
+ * `[emulator:429]` / `[emulator:500]` / `[emulator:503]` (always), `[emulator:429x1]` /
+ * `[emulator:500x2]` / `[emulator:503x1]` (the first N requests with that exact prompt),
+ * `[emulator:block]`, `[emulator:text]`. They are stripped before the picture is painted.
+ */
+export type FaultStatus = 429 | 500 | 503;
+
+export interface PromptDirectives {
+  hang: boolean;
+  latencyMs: number | undefined;
+  /** `times` undefined: fail every time; otherwise fail the first `times` requests carrying the prompt. */
+  fail: { status: FaultStatus; times: number | undefined } | undefined;
+  block: boolean;
+  textOnly: boolean;
+}
+
+export interface ParsedPrompt {
+  directives: PromptDirectives;
+  /** The prompt without directives: what the picture is painted from. */
+  text: string;
+  /** Directives the emulator does not know (answered with 400, so typos do not pass silently). */
+  unknown: string[];
+}
+
+const DIRECTIVE = /\[emulator:([^\]]*)\]/gi;
+const MAX_LATENCY_MS = 600_000;
+
+export function parsePrompt(prompt: string): ParsedPrompt {
+  const directives: PromptDirectives = { hang: false, latencyMs: undefined, fail: undefined, block: false, textOnly: false };
+  const unknown: string[] = [];
+  for (const [whole, body] of prompt.matchAll(DIRECTIVE)) {
+    const value = body.trim().toLowerCase();
+    const latency = /^latency=(\d+)$/.exec(value);
+    const fail = /^(429|500|503)(?:x(\d+))?$/.exec(value);
+    if (value === 'hang') directives.hang = true;
+    else if (value === 'block') directives.block = true;
+    else if (value === 'text') directives.textOnly = true;
+    else if (latency && Number(latency[1]) <= MAX_LATENCY_MS) directives.latencyMs = Number(latency[1]);
+    else if (fail) {
+      directives.fail = {
+        status: Number(fail[1]) as FaultStatus,
+        times: fail[2] === undefined ? undefined : Number(fail[2]),
+      };
+    } else unknown.push(whole);
+  }
+  const text = prompt.replace(DIRECTIVE, ' ').replace(/\s+/g, ' ').trim();
+  return { directives, text, unknown };
+}

@@ -1,0 +1,291 @@
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
+import type { GenerateContentResponse, Part } from '@google/genai';
+import { SpanKind } from '@opentelemetry/api';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AspectRatio, GenerationUsage } from '../common/generation.model';
+import { AppConfig } from '../config/app-config';
+import { AppMetrics } from '../telemetry/app-metrics';
+import { withSpan } from '../telemetry/tracing';
+import { startGeminiEmulator, type GeminiEmulator } from './emulator/emulator.server';
+import { GEMINI_CLIENT_FACTORY, GeminiClient, GeminiClientFactory, GeminiEndpoint } from './gemini.client';
+import { classifyGeminiError, GeminiError } from './gemini.errors';
+import { Semaphore } from './semaphore';
+
+export interface GenerateImageRequest {
+  prompt: string;
+  aspectRatio: AspectRatio;
+}
+
+export interface GenerateImageOptions {
+  /** Aborts the call wherever it is: queued for a slot, mid-request, or in backoff. */
+  signal?: AbortSignal;
+  onSlotAcquired?: () => void;
+}
+
+export interface GeneratedImage {
+  data: Buffer;
+  mimeType: string;
+  usage: GenerationUsage;
+  /** HTTP attempts this call took (1 = no retry). */
+  attempts: number;
+  model: string;
+}
+
+/** Full-jitter exponential backoff between retries: random(0, min(cap, base · 2^(retry-1))). */
+export interface BackoffPolicy {
+  baseMs: number;
+  capMs: number;
+  /** Source of jitter in [0, 1); `Math.random` unless a test pins it. */
+  random?: () => number;
+}
+
+export const GEMINI_BACKOFF = Symbol('GEMINI_BACKOFF');
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
+
+/** A retry is not worth starting with less time than this left before the deadline. */
+const MIN_ATTEMPT_MS = 1_000;
+const EMULATOR_API_KEY = 'emulator';
+
+/** `retry` counts from 1; a server retry hint (`retryAfterMs`) is a floor, never shortened. */
+export function backoffDelayMs(retry: number, retryAfterMs: number | undefined, policy: BackoffPolicy): number {
+  const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** (retry - 1));
+  const jittered = (policy.random ?? Math.random)() * ceiling;
+  return Math.max(jittered, retryAfterMs ?? 0);
+}
+
+/** finishReason values that mean "refused for policy reasons", as opposed to "drew nothing". */
+const BLOCKING_FINISH_REASONS = new Set([
+  'SAFETY',
+  'PROHIBITED_CONTENT',
+  'BLOCKLIST',
+  'SPII',
+  'RECITATION',
+  'IMAGE_SAFETY',
+  'IMAGE_PROHIBITED_CONTENT',
+  'IMAGE_RECITATION',
+]);
+
+function firstImage(parts: Part[]): { data: Buffer; mimeType: string } | undefined {
+  for (const part of parts) {
+    const inline = part.inlineData;
+    // Thinking models may send draft images marked `thought`; only the final one counts.
+    if (part.thought || !inline?.data || !inline.mimeType?.startsWith('image/')) continue;
+    const data = Buffer.from(inline.data, 'base64');
+    if (data.length > 0) return { data, mimeType: inline.mimeType };
+  }
+  return undefined;
+}
+
+/** Reads parts directly: the SDK's `.text`/`.data` getters warn on mixed text+image answers. */
+function extractImage(response: GenerateContentResponse): { data: Buffer; mimeType: string } {
+  const blockReason = response.promptFeedback?.blockReason;
+  if (blockReason) throw new GeminiError('GEMINI_BLOCKED', `Gemini refused the prompt (blockReason ${blockReason})`);
+  const candidate = response.candidates?.[0];
+  const parts = candidate?.content?.parts ?? [];
+  const image = firstImage(parts);
+  if (image) return image;
+  const finishReason = candidate?.finishReason;
+  if (finishReason && BLOCKING_FINISH_REASONS.has(finishReason)) {
+    throw new GeminiError('GEMINI_BLOCKED', `Gemini refused to draw it (finishReason ${finishReason})`);
+  }
+  const text = parts
+    .map((p) => (p.thought ? '' : (p.text ?? '')))
+    .join(' ')
+    .trim();
+  throw new GeminiError(
+    'GEMINI_NO_IMAGE',
+    `Gemini answered without an image (finishReason ${finishReason ?? 'none'})${text ? `: ${text.slice(0, 200)}` : ''}`,
+  );
+}
+
+/**
+ * Image generation through `@google/genai`. Every call holds one slot of a semaphore
+ * (GEMINI_MAX_CONCURRENCY) for all of its attempts; each attempt is bounded by GEMINI_TIMEOUT_MS
+ * and aborts its HTTP request when that fires or the caller's signal does. 429, 5xx and network
+ * errors are retried (GEMINI_MAX_RETRIES, full-jitter backoff that respects the server's retry
+ * hint) while the call's deadline allows; timeouts, blocks, missing images and cancellation are not.
+ */
+@Injectable()
+export class GeminiService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(GeminiService.name);
+  private readonly semaphore: Semaphore;
+  private readonly backoff: BackoffPolicy;
+  private client: GeminiClient | undefined;
+  private endpoint: GeminiEndpoint | undefined;
+  private bundledEmulator: GeminiEmulator | undefined;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly metrics: AppMetrics,
+    @Inject(GEMINI_CLIENT_FACTORY) private readonly createClient: GeminiClientFactory,
+    @Optional() @Inject(GEMINI_BACKOFF) backoff?: BackoffPolicy,
+  ) {
+    this.backoff = backoff ?? DEFAULT_BACKOFF;
+    this.semaphore = new Semaphore(config.gemini.maxConcurrency);
+    metrics.gauge('gemini.semaphore.in_flight', 'Gemini calls holding a semaphore slot', () => this.semaphore.inFlight, '{call}');
+    metrics.gauge('gemini.semaphore.waiting', 'Gemini calls waiting for a semaphore slot', () => this.semaphore.waiting, '{call}');
+    metrics.gauge('gemini.semaphore.capacity', 'Semaphore slots (GEMINI_MAX_CONCURRENCY)', () => this.semaphore.capacity, '{call}');
+  }
+
+  /**
+   * Picks the endpoint: the key (and GEMINI_BASE_URL if set); without a key, GEMINI_BASE_URL with
+   * a placeholder key (an emulator run on its own accepts any); with neither, the bundled emulator
+   * in-process on an ephemeral 127.0.0.1 port.
+   */
+  async onModuleInit(): Promise<void> {
+    const { apiKey, baseUrl } = this.config.gemini;
+    if (apiKey !== undefined) {
+      this.endpoint = { apiKey, baseUrl };
+    } else if (baseUrl !== undefined) {
+      this.endpoint = { apiKey: EMULATOR_API_KEY, baseUrl };
+      this.logger.warn(`GEMINI_API_KEY is not set: sending Gemini calls to GEMINI_BASE_URL ${baseUrl} with a placeholder key`);
+    } else {
+      this.bundledEmulator = await startGeminiEmulator({ host: '127.0.0.1', port: 0 });
+      this.endpoint = { apiKey: EMULATOR_API_KEY, baseUrl: this.bundledEmulator.url };
+      this.logger.warn(
+        `GEMINI_API_KEY is not set: using the BUNDLED GEMINI EMULATOR at ${this.bundledEmulator.url}. ` +
+          'Images are synthetic test pictures, not Gemini output. Set GEMINI_API_KEY to call Gemini.',
+      );
+    }
+    this.client = this.createClient(this.endpoint);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.bundledEmulator?.close();
+  }
+
+  /** Calls holding a semaphore slot now. */
+  get inFlight(): number {
+    return this.semaphore.inFlight;
+  }
+
+  /** Calls queued for a slot now. */
+  get waiting(): number {
+    return this.semaphore.waiting;
+  }
+
+  get capacity(): number {
+    return this.semaphore.capacity;
+  }
+
+  /** The in-process emulator when no key and no base URL are configured (tests read its stats). */
+  get emulator(): GeminiEmulator | undefined {
+    return this.bundledEmulator;
+  }
+
+  /**
+   * Generates one image. Rejects with a GeminiError: `CANCELED` when `opts.signal` aborts (while
+   * queued, during a request — which is then aborted — or during backoff), otherwise the code of
+   * the last attempt's failure. `opts.onSlotAcquired` runs once the call holds its semaphore slot,
+   * just before the first request (the moment a queued generation starts running).
+   */
+  async generateImage(request: GenerateImageRequest, opts: GenerateImageOptions = {}): Promise<GeneratedImage> {
+    const client = this.client;
+    if (!client) throw new Error('GeminiService used before onModuleInit');
+    const { signal, onSlotAcquired } = opts;
+    const waitStarted = performance.now();
+    let release: () => void;
+    try {
+      release = await this.semaphore.acquire(signal);
+    } catch (error) {
+      throw classifyGeminiError(error, { canceled: true });
+    }
+    this.metrics.recordSemaphoreWait((performance.now() - waitStarted) / 1000);
+    try {
+      onSlotAcquired?.();
+      return await this.callWithRetries(client, request, signal);
+    } finally {
+      release();
+    }
+  }
+
+  private async callWithRetries(client: GeminiClient, request: GenerateImageRequest, signal: AbortSignal | undefined): Promise<GeneratedImage> {
+    const { model, timeoutMs, deadlineMs, maxRetries } = this.config.gemini;
+    const deadline = performance.now() + deadlineMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const attemptMs = Math.min(timeoutMs, deadline - performance.now());
+        const image = await this.attempt(client, request, model, attemptMs, signal);
+        return { ...image, attempts: attempt, model };
+      } catch (caught) {
+        const error = caught as GeminiError;
+        error.attempts = attempt;
+        if (!error.retryable || attempt > maxRetries) throw error;
+        const delay = backoffDelayMs(attempt, error.retryAfterMs, this.backoff);
+        if (performance.now() + delay + Math.min(MIN_ATTEMPT_MS, timeoutMs) > deadline) throw error;
+        this.logger.warn(`Gemini attempt ${attempt} failed (${error.code}${error.status ? ` ${error.status}` : ''}); retrying in ${Math.round(delay)} ms`);
+        try {
+          await sleep(delay, undefined, { signal });
+        } catch (abort) {
+          const canceled = classifyGeminiError(abort, { canceled: true });
+          canceled.attempts = attempt;
+          throw canceled;
+        }
+      }
+    }
+  }
+
+  /** One HTTP request, in its own CLIENT span (OpenTelemetry GenAI conventions). */
+  private attempt(
+    client: GeminiClient,
+    request: GenerateImageRequest,
+    model: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Omit<GeneratedImage, 'attempts' | 'model'>> {
+    const attributes = {
+      'gen_ai.operation.name': 'generate_content',
+      'gen_ai.provider.name': 'gcp.gemini',
+      'gen_ai.request.model': model,
+      'gen_ai.output.type': 'image',
+    };
+    return withSpan(
+      `generate_content ${model}`,
+      attributes,
+      async (span) => {
+        const started = performance.now();
+        const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
+        const abortSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+        let errorType: string | undefined;
+        try {
+          const response = await client.generateContent({
+            model,
+            contents: request.prompt,
+            config: {
+              responseModalities: ['IMAGE'],
+              imageConfig: { aspectRatio: request.aspectRatio },
+              abortSignal,
+              // One attempt = one HTTP request; continuation hops would escape the timeout accounting.
+              automaticContinuation: false,
+            },
+          });
+          const usage = {
+            inputTokens: response.usageMetadata?.promptTokenCount ?? 0,
+            outputTokens: response.usageMetadata?.candidatesTokenCount ?? 0,
+          };
+          this.metrics.recordTokenUsage(model, 'input', usage.inputTokens);
+          this.metrics.recordTokenUsage(model, 'output', usage.outputTokens);
+          span.setAttributes({
+            'gen_ai.usage.input_tokens': usage.inputTokens,
+            'gen_ai.usage.output_tokens': usage.outputTokens,
+            'gen_ai.response.finish_reasons': (response.candidates ?? []).map((c) => String(c.finishReason ?? 'unknown').toLowerCase()),
+            ...(response.responseId ? { 'gen_ai.response.id': response.responseId } : {}),
+            ...(response.modelVersion ? { 'gen_ai.response.model': response.modelVersion } : {}),
+          });
+          return { ...extractImage(response), usage };
+        } catch (caught) {
+          const error = classifyGeminiError(caught, {
+            canceled: signal?.aborted,
+            timedOut: timeout.aborted,
+            apiKey: this.endpoint?.apiKey,
+          });
+          errorType = error.code;
+          throw error;
+        } finally {
+          this.metrics.recordGenAiOperation(model, (performance.now() - started) / 1000, errorType);
+        }
+      },
+      SpanKind.CLIENT,
+    );
+  }
+}
