@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
 import type { EnvDto as EnvDtoType } from './env.dto';
@@ -42,6 +43,8 @@ export class AppConfig {
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
   readonly http: { apiKeys: string[]; rateLimitPerMinute: number; corsOrigins: string[] };
   readonly logLevel: string;
+  /** The package version (OpenAPI document, telemetry resource). */
+  readonly version: string = packageVersion();
 
   constructor(env: EnvDtoType) {
     this.port = env.PORT;
@@ -79,6 +82,15 @@ export class AppConfig {
       corsOrigins: env.CORS_ORIGINS,
     };
     this.logLevel = env.LOG_LEVEL;
+  }
+}
+
+function packageVersion(): string {
+  // src/config/ and dist/config/ both sit two levels below the package root.
+  try {
+    return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
   }
 }
 

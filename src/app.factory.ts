@@ -1,0 +1,66 @@
+import { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import helmet from 'helmet';
+import { AppModule } from './app.module';
+import { HttpExceptionFilter } from './common/http-exception.filter';
+import { createValidationPipe } from './common/validation.pipe';
+import { AppConfig } from './config/app-config';
+
+/** JSON bodies are prompts plus a few fields: 4000 characters of UTF-8 fit easily. */
+export const JSON_BODY_LIMIT = '64kb';
+
+/**
+ * Builds the fully configured application (pipes, filters, security headers, Swagger) without
+ * listening, so `main.ts` and the e2e tests run exactly the same app.
+ */
+export async function createApp(config: AppConfig, options: { logger?: false } = {}): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+    bodyParser: false,
+    // Shutdown must not wait for idle keep-alive sockets or SSE streams once the pipeline has drained.
+    forceCloseConnections: true,
+    bufferLogs: options.logger !== false,
+    logger: options.logger,
+  });
+  configureApp(app, config);
+  return app;
+}
+
+export function configureApp(app: NestExpressApplication, config: AppConfig): INestApplication {
+  app.useBodyParser('json', { limit: JSON_BODY_LIMIT, strict: true });
+  app.set('trust proxy', 'loopback');
+  app.disable('x-powered-by');
+  app.use(
+    helmet({
+      // Swagger UI at /docs needs inline scripts/styles from its own bundle.
+      contentSecurityPolicy: {
+        directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'img-src': ["'self'", 'data:', 'blob:'] },
+      },
+      crossOriginResourcePolicy: { policy: 'cross-origin' },
+    }),
+  );
+  if (config.http.corsOrigins.length > 0) {
+    app.enableCors({
+      origin: config.http.corsOrigins.includes('*') ? true : config.http.corsOrigins,
+      exposedHeaders: ['Location', 'Retry-After', 'Preference-Applied'],
+    });
+  }
+  app.useGlobalPipes(createValidationPipe());
+  app.useGlobalFilters(new HttpExceptionFilter());
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('hybrid-image-search')
+      .setDescription(
+        'Generate images with Gemini, store them, and extract their dominant colours. ' +
+          'Errors are always `{ statusCode, code, message }`.',
+      )
+      .setVersion(config.version)
+      .addApiKey({ type: 'apiKey', name: 'x-api-key', in: 'header' }, 'api-key')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', customSiteTitle: 'hybrid-image-search API' });
+  return app;
+}

@@ -1,0 +1,19 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { AuthModule } from './auth/auth.module';
+import { AppConfig } from './config/app-config';
+import { ConfigModule } from './config/config.module';
+import { DatabaseModule } from './database/database.module';
+import { GenerationsModule } from './generations/generations.module';
+import { HealthModule } from './health/health.module';
+import { PalettesModule } from './palettes/palettes.module';
+import { TelemetryModule } from './telemetry/telemetry.module';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [ConfigModule.forRoot(config), TelemetryModule, AuthModule, DatabaseModule, GenerationsModule, PalettesModule, HealthModule],
+    };
+  }
+}

@@ -1,0 +1,35 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { ASPECT_RATIOS, AspectRatio } from '../../common/generation.model';
+
+/** Any C0/C1 control character except tab, line feed and carriage return. */
+const NO_CONTROL_CHARS = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$/;
+
+export class CreateGenerationDto {
+  @ApiProperty({ description: 'What to draw', minLength: 1, maxLength: 4000, example: 'a red apple on a blue table' })
+  @IsString()
+  @MinLength(1)
+  @MaxLength(4000)
+  @Matches(/\S/, { message: 'prompt must not be blank' })
+  @Matches(NO_CONTROL_CHARS, { message: 'prompt must not contain control characters' })
+  prompt: string;
+
+  @ApiPropertyOptional({ enum: ASPECT_RATIOS, default: '1:1' })
+  @IsOptional()
+  @IsIn(ASPECT_RATIOS)
+  aspectRatio?: AspectRatio;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 4, default: 1, description: 'Images to generate (each is one Gemini call)' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(4)
+  count?: number;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 12, default: 5, description: 'Colours in each image palette' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(12)
+  paletteSize?: number;
+}

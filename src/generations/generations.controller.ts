@@ -1,0 +1,203 @@
+import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Req, Res } from '@nestjs/common';
+import {
+  ApiAcceptedResponse,
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiFoundResponse,
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiProduces,
+  ApiTags,
+  ApiTooManyRequestsResponse,
+} from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { pipeline } from 'node:stream/promises';
+import { AppError } from '../common/app-error';
+import { ErrorResponseDto } from '../common/dto/error-response.dto';
+import { Generation, isFinal } from '../common/generation.model';
+import { isGenerationId } from '../common/ids';
+import { GenerationsRepository, InvalidCursorError } from '../database/generations.repository';
+import { GenerationEvents } from '../pipeline/generation-events';
+import { PipelineService } from '../pipeline/pipeline.service';
+import { StorageService } from '../storage/storage.service';
+import { CreateGenerationDto } from './dto/create-generation.dto';
+import { GenerationDto, GenerationListDto } from './dto/generation.dto';
+import { ListGenerationsQuery } from './dto/list-generations.query';
+
+export const MAX_PREFER_WAIT_S = 60;
+const SSE_HEARTBEAT_MS = 15_000;
+
+/** `Prefer: wait=N` (RFC 7240) → seconds, clamped to 0..60; absent or malformed → 0. */
+export function parsePreferWait(header: string | undefined): number {
+  const match = /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?/i.exec(header ?? '');
+  return match ? Math.min(Number(match[1]), MAX_PREFER_WAIT_S) : 0;
+}
+
+const STATUS_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 } as const;
+const STAGE_RANK = { queued: 0, gemini: 1, upload: 2, palette: 3, done: 4 } as const;
+/** A number that only grows as a generation moves forward. */
+const progress = (g: Generation) => STATUS_RANK[g.status] * 10 + STAGE_RANK[g.stage];
+
+const notFound = (id: string) => new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
+
+@ApiTags('generations')
+@Controller('api/v1/generations')
+export class GenerationsController {
+  constructor(
+    private readonly pipeline: PipelineService,
+    private readonly repository: GenerationsRepository,
+    private readonly events: GenerationEvents,
+    private readonly storage: StorageService,
+  ) {}
+
+  @Post()
+  @ApiOperation({
+    summary: 'Start a generation',
+    description:
+      'Queues the prompt for Gemini, then stores the images and extracts their palettes. Answers 202 at once, ' +
+      'or with `Prefer: wait=N` (N ≤ 60) waits up to N seconds and answers 201 with the finished generation.',
+  })
+  @ApiHeader({ name: 'Prefer', required: false, description: '`wait=N`: wait up to N (≤ 60) seconds for the result' })
+  @ApiCreatedResponse({ type: GenerationDto, description: 'Finished within the `Prefer: wait` time' })
+  @ApiAcceptedResponse({ type: GenerationDto, description: 'Accepted; poll the `Location` or follow its `/events`' })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body (VALIDATION_FAILED, INVALID_JSON)' })
+  @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, with Retry-After' })
+  async create(
+    @Body() body: CreateGenerationDto,
+    @Headers('prefer') prefer: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<GenerationDto> {
+    const accepted = await this.pipeline.submit({
+      prompt: body.prompt,
+      aspectRatio: body.aspectRatio ?? '1:1',
+      count: body.count ?? 1,
+      paletteSize: body.paletteSize ?? 5,
+    });
+    res.setHeader('Location', `/api/v1/generations/${accepted.id}`);
+    const waitS = parsePreferWait(prefer);
+    let current: Generation = accepted;
+    if (waitS > 0) {
+      res.setHeader('Preference-Applied', `wait=${waitS}`);
+      current = (await this.events.waitForFinal(accepted.id, waitS * 1000, () => this.repository.findById(accepted.id))) ?? accepted;
+    }
+    res.status(isFinal(current.status) ? HttpStatus.CREATED : HttpStatus.ACCEPTED);
+    return GenerationDto.from(current);
+  }
+
+  @Get()
+  @ApiOperation({ summary: 'History, newest first, paged with an opaque cursor' })
+  @ApiOkResponse({ type: GenerationListDto })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Bad limit or cursor' })
+  async list(@Query() query: ListGenerationsQuery): Promise<GenerationListDto> {
+    try {
+      const page = await this.repository.list({ limit: query.limit ?? 20, cursor: query.cursor });
+      return { items: page.items.map((g) => GenerationDto.from(g)), nextCursor: page.nextCursor };
+    } catch (error) {
+      if (error instanceof InvalidCursorError) throw new AppError(HttpStatus.BAD_REQUEST, 'INVALID_CURSOR', 'cursor is not a valid page cursor');
+      throw error;
+    }
+  }
+
+  @Get(':id')
+  @ApiOperation({ summary: 'One generation' })
+  @ApiParam({ name: 'id', description: 'Generation id' })
+  @ApiOkResponse({ type: GenerationDto })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  async get(@Param('id') id: string): Promise<GenerationDto> {
+    return GenerationDto.from(await this.find(id));
+  }
+
+  @Post(':id/cancel')
+  @HttpCode(HttpStatus.OK)
+  @ApiOperation({ summary: 'Cancel a queued or running generation (aborts its Gemini call)' })
+  @ApiOkResponse({ type: GenerationDto })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  @ApiConflictResponse({ type: ErrorResponseDto, description: 'GENERATION_FINISHED: already succeeded, failed or canceled' })
+  async cancel(@Param('id') id: string): Promise<GenerationDto> {
+    if (!isGenerationId(id)) throw notFound(id);
+    return GenerationDto.from(await this.pipeline.cancel(id));
+  }
+
+  @Get(':id/images/:index')
+  @ApiOperation({ summary: 'Image bytes (or a 302 to a presigned S3 URL when S3_PRESIGN is on)' })
+  @ApiProduces('image/png', 'image/jpeg', 'image/webp')
+  @ApiOkResponse({ description: 'The image', schema: { type: 'string', format: 'binary' } })
+  @ApiFoundResponse({ description: 'Redirect to a presigned URL' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'GENERATION_NOT_FOUND or IMAGE_NOT_FOUND' })
+  async image(@Param('id') id: string, @Param('index') index: string, @Res() res: Response): Promise<void> {
+    const generation = await this.find(id);
+    const image = /^\d{1,2}$/.test(index) ? generation.images.find((i) => i.index === Number(index)) : undefined;
+    if (!image) throw new AppError(HttpStatus.NOT_FOUND, 'IMAGE_NOT_FOUND', `Generation ${id} has no image ${index}`);
+    const presigned = await this.storage.presignedUrl(image.key);
+    if (presigned) {
+      res.redirect(HttpStatus.FOUND, presigned);
+      return;
+    }
+    const object = await this.storage.open(image.key);
+    res.status(HttpStatus.OK);
+    res.setHeader('Content-Type', object.contentType || image.mimeType);
+    res.setHeader('Content-Length', String(object.contentLength));
+    res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
+    await pipeline(object.body, res);
+  }
+
+  @Get(':id/events')
+  @ApiOperation({
+    summary: 'Server-Sent Events: one event per status/stage change',
+    description: 'Each `data:` line is the generation as JSON. The stream starts with the current state and closes after the final one.',
+  })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: 'text/event-stream of GenerationDto' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  async stream(@Param('id') id: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    if (!isGenerationId(id)) throw notFound(id);
+    // Subscribe before reading, so no change between the read and the subscription is lost.
+    const queued: Generation[] = [];
+    let send: ((g: Generation) => void) | undefined;
+    const unsubscribe = this.events.subscribe(id, (g) => (send ? send(g) : queued.push(g)));
+    let heartbeat: NodeJS.Timeout | undefined;
+    const close = () => {
+      unsubscribe();
+      clearInterval(heartbeat);
+      if (res.headersSent && !res.writableEnded) res.end();
+    };
+    try {
+      const current = await this.repository.findById(id);
+      if (!current) throw notFound(id);
+      res.status(HttpStatus.OK);
+      res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+      res.setHeader('Cache-Control', 'no-cache, no-transform');
+      res.setHeader('Connection', 'keep-alive');
+      res.setHeader('X-Accel-Buffering', 'no');
+      res.flushHeaders();
+      let lastSent = '';
+      send = (g: Generation) => {
+        if (res.writableEnded) return;
+        const data = JSON.stringify(GenerationDto.from(g));
+        if (data === lastSent) return;
+        lastSent = data;
+        res.write(`event: generation\nid: ${g.status}:${g.stage}\ndata: ${data}\n\n`);
+        if (isFinal(g.status)) close();
+      };
+      send(current);
+      // Changes seen while reading: only those ahead of what was read are news.
+      for (const g of queued.splice(0)) if (progress(g) > progress(current)) send(g);
+      heartbeat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+      req.on('close', close);
+    } catch (error) {
+      close();
+      throw error;
+    }
+  }
+
+  private async find(id: string): Promise<Generation> {
+    if (!isGenerationId(id)) throw notFound(id);
+    const generation = await this.repository.findById(id);
+    if (!generation) throw notFound(id);
+    return generation;
+  }
+}

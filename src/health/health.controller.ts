@@ -1,0 +1,36 @@
+import { Controller, Get } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { HealthCheck, HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
+import { DatabaseHealthIndicator, PaletteHealthIndicator, ShutdownHealthIndicator, StorageHealthIndicator } from './indicators';
+
+@ApiTags('health')
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly storage: StorageHealthIndicator,
+    private readonly database: DatabaseHealthIndicator,
+    private readonly palette: PaletteHealthIndicator,
+    private readonly shutdown: ShutdownHealthIndicator,
+  ) {}
+
+  @Get('live')
+  @ApiOperation({ summary: 'Liveness: 200 while the process can serve (no dependency checks)' })
+  @ApiOkResponse({ schema: { example: { status: 'ok' } } })
+  live(): { status: 'ok'; uptimeSeconds: number } {
+    return { status: 'ok', uptimeSeconds: Math.round(process.uptime()) };
+  }
+
+  @Get('ready')
+  @HealthCheck()
+  @ApiOperation({ summary: 'Readiness: storage, database, palette pool; 503 when any is down or while shutting down' })
+  @ApiServiceUnavailableResponse({ description: 'Not ready; `details` says which dependency is down' })
+  ready(): Promise<HealthCheckResult> {
+    return this.health.check([
+      () => this.shutdown.check(),
+      () => this.database.check(),
+      () => this.storage.check(),
+      () => this.palette.check(),
+    ]);
+  }
+}

@@ -1,0 +1,328 @@
+import { HttpStatus, Injectable, Logger } from '@nestjs/common';
+import { AppError } from '../common/app-error';
+import {
+  AspectRatio,
+  emptyTimings,
+  Generation,
+  GenerationError,
+  GenerationErrorCode,
+  GenerationImage,
+  GenerationStage,
+  isFinal,
+} from '../common/generation.model';
+import { newGenerationId } from '../common/ids';
+import { AppConfig } from '../config/app-config';
+import { GenerationsRepository } from '../database/generations.repository';
+import { GeminiError } from '../gemini/gemini.errors';
+import { GeminiService } from '../gemini/gemini.service';
+import { PaletteService } from '../palette/palette.service';
+import { StorageService } from '../storage/storage.service';
+import { AppMetrics } from '../telemetry/app-metrics';
+import { runStage } from '../telemetry/stage';
+import { withSpan } from '../telemetry/tracing';
+import { GenerationEvents } from './generation-events';
+
+export interface GenerationRequest {
+  prompt: string;
+  aspectRatio: AspectRatio;
+  count: number;
+  paletteSize: number;
+}
+
+/** Why a running job was aborted: the user canceled it, or the process is stopping. */
+type AbortReason = 'CANCELED' | 'INTERRUPTED';
+
+interface Job {
+  generation: Generation;
+  controller: AbortController;
+  /** Set once the first Gemini call of the job holds a semaphore slot. */
+  started: boolean;
+  done: Promise<void>;
+}
+
+interface ImageOutcome {
+  image?: GenerationImage;
+  error?: GenerationError;
+  /** Per-stage milliseconds of this image. */
+  ms: { gemini: number; upload: number; palette: number };
+  usage: { inputTokens: number; outputTokens: number };
+}
+
+const STAGE_ORDER: GenerationStage[] = ['queued', 'gemini', 'upload', 'palette', 'done'];
+const ABORT_MESSAGES: Record<AbortReason, string> = {
+  CANCELED: 'The generation was canceled',
+  INTERRUPTED: 'The service stopped while this generation was in progress',
+};
+
+/**
+ * Runs generations: queue → Gemini (under GeminiService's semaphore) → upload → palette → persist.
+ * Each image of a generation runs its own stages concurrently; one failing image does not cancel the
+ * others. Every status/stage change is written to the database as it happens and published to
+ * `GenerationEvents`. This class orchestrates only; it imports no third-party SDK.
+ */
+@Injectable()
+export class PipelineService {
+  private readonly logger = new Logger(PipelineService.name);
+  private readonly jobs = new Map<string, Job>();
+  private accepting = true;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly repository: GenerationsRepository,
+    private readonly gemini: GeminiService,
+    private readonly storage: StorageService,
+    private readonly palette: PaletteService,
+    private readonly events: GenerationEvents,
+    private readonly metrics: AppMetrics,
+  ) {
+    metrics.gauge('pipeline.queue.depth', 'Generations waiting for their first Gemini slot', () => this.queuedJobs, '{generation}');
+    metrics.gauge('pipeline.jobs.active', 'Generations queued or running in this process', () => this.jobs.size, '{generation}');
+    metrics.gauge('pipeline.queue.capacity', 'PIPELINE_MAX_QUEUE', () => this.config.pipeline.maxQueue, '{generation}');
+  }
+
+  /** Generations accepted but not yet holding a Gemini slot. */
+  get queuedJobs(): number {
+    let n = 0;
+    for (const job of this.jobs.values()) if (!job.started) n++;
+    return n;
+  }
+
+  get activeJobs(): number {
+    return this.jobs.size;
+  }
+
+  /** Accepts a generation: persists it as `queued` and starts it in the background. */
+  async submit(request: GenerationRequest): Promise<Generation> {
+    if (!this.accepting) {
+      throw new AppError(HttpStatus.SERVICE_UNAVAILABLE, 'SHUTTING_DOWN', 'The service is shutting down; retry on another instance', {
+        'Retry-After': '5',
+      });
+    }
+    if (this.queuedJobs >= this.config.pipeline.maxQueue) {
+      throw new AppError(
+        HttpStatus.TOO_MANY_REQUESTS,
+        'QUEUE_FULL',
+        `Too many generations are waiting (${this.config.pipeline.maxQueue}); retry later`,
+        { 'Retry-After': String(this.retryAfterSeconds()) },
+      );
+    }
+    const generation: Generation = {
+      id: newGenerationId(),
+      status: 'queued',
+      stage: 'queued',
+      prompt: request.prompt,
+      model: this.config.gemini.model,
+      aspectRatio: request.aspectRatio,
+      count: request.count,
+      paletteSize: request.paletteSize,
+      createdAt: new Date(),
+      startedAt: null,
+      completedAt: null,
+      timings: emptyTimings(),
+      images: [],
+      usage: { inputTokens: 0, outputTokens: 0 },
+      error: null,
+    };
+    await this.repository.create(generation);
+    const job: Job = { generation, controller: new AbortController(), started: false, done: Promise.resolve() };
+    this.jobs.set(generation.id, job);
+    job.done = this.run(job)
+      .catch((error: unknown) => this.logger.error(`Generation ${generation.id} crashed: ${String(error)}`, (error as Error)?.stack))
+      .finally(() => this.jobs.delete(generation.id));
+    this.events.publish(generation);
+    return generation;
+  }
+
+  /**
+   * Cancels a queued or running generation: aborts its Gemini calls and frees their slots; nothing is
+   * uploaded after this. A finished generation → 409.
+   */
+  async cancel(id: string): Promise<Generation> {
+    const job = this.jobs.get(id);
+    if (job) {
+      job.controller.abort('CANCELED' satisfies AbortReason);
+      await job.done;
+      const after = await this.repository.findById(id);
+      if (after) return after;
+    }
+    const canceled = await this.repository.updateIfNotFinal(id, {
+      status: 'canceled',
+      completedAt: new Date(),
+      error: { code: 'CANCELED', message: ABORT_MESSAGES.CANCELED },
+    });
+    if (canceled) {
+      this.events.publish(canceled);
+      return canceled;
+    }
+    const existing = await this.repository.findById(id);
+    if (!existing) throw new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
+    throw new AppError(HttpStatus.CONFLICT, 'GENERATION_FINISHED', `Generation ${id} is already ${existing.status}`);
+  }
+
+  /**
+   * Stops taking work, lets running generations finish for up to `drainMs`, then aborts the rest and
+   * records them as failed/INTERRUPTED. Resolves when every job has written its final state.
+   */
+  async drain(drainMs = this.config.pipeline.drainMs): Promise<{ drained: number; interrupted: number }> {
+    this.accepting = false;
+    const pending = [...this.jobs.values()];
+    if (pending.length === 0) return { drained: 0, interrupted: 0 };
+    this.logger.log(`Draining ${pending.length} generation(s) for up to ${drainMs} ms`);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)));
+    await Promise.race([Promise.allSettled(pending.map((j) => j.done)), timedOut]);
+    clearTimeout(timer);
+    const left = [...this.jobs.values()];
+    for (const job of left) job.controller.abort('INTERRUPTED' satisfies AbortReason);
+    await Promise.allSettled(left.map((j) => j.done));
+    return { drained: pending.length - left.length, interrupted: left.length };
+  }
+
+  get isAccepting(): boolean {
+    return this.accepting;
+  }
+
+  private retryAfterSeconds(): number {
+    // A rough, honest hint: how long the queue ahead takes to clear at current concurrency.
+    const perCall = Math.min(this.config.gemini.timeoutMs, 10_000) / 1000;
+    return Math.max(1, Math.ceil((this.queuedJobs / this.config.gemini.maxConcurrency) * perCall));
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { generation } = job;
+    await withSpan('pipeline.generation', { 'pipeline.image_count': generation.count, 'gen_ai.request.model': generation.model }, async (span) => {
+      const outcomes = await Promise.all(
+        Array.from({ length: generation.count }, (_, index) => this.runImage(job, index)),
+      );
+      const final = await this.finish(job, outcomes);
+      span.setAttribute('pipeline.status', final.status);
+      if (final.error) span.setAttribute('error.type', final.error.code);
+    });
+  }
+
+  /** Moves the generation's status/stage forward (never back), persisting and publishing the change. */
+  private async advance(job: Job, stage: GenerationStage): Promise<void> {
+    const g = job.generation;
+    if (job.controller.signal.aborted || isFinal(g.status)) return;
+    const patch: Partial<Generation> = {};
+    if (g.status === 'queued' && stage !== 'queued') {
+      const startedAt = new Date();
+      patch.status = 'running';
+      patch.startedAt = startedAt;
+      patch.timings = { ...g.timings, queueMs: startedAt.getTime() - g.createdAt.getTime() };
+      this.metrics.recordStage('queue', 'ok', patch.timings.queueMs / 1000);
+    }
+    if (STAGE_ORDER.indexOf(stage) > STAGE_ORDER.indexOf(g.stage)) patch.stage = stage;
+    if (Object.keys(patch).length === 0) return;
+    Object.assign(g, patch);
+    const updated = await this.repository.updateIfNotFinal(g.id, patch);
+    if (updated) this.events.publish(updated);
+  }
+
+  private async runImage(job: Job, index: number): Promise<ImageOutcome> {
+    const g = job.generation;
+    const signal = job.controller.signal;
+    const outcome: ImageOutcome = { ms: { gemini: 0, upload: 0, palette: 0 }, usage: { inputTokens: 0, outputTokens: 0 } };
+    const attrs = { 'pipeline.image_index': index };
+    let uploadedKey: string | undefined;
+    try {
+      const gemini = await runStage(this.metrics, 'gemini', attrs, () =>
+        this.gemini.generateImage(
+          { prompt: g.prompt, aspectRatio: g.aspectRatio },
+          {
+            signal,
+            onSlotAcquired: () => {
+              job.started = true;
+              void this.advance(job, 'gemini');
+            },
+          },
+        ),
+      );
+      outcome.ms.gemini = gemini.ms;
+      outcome.usage = gemini.result.usage;
+      const image = gemini.result;
+      signal.throwIfAborted();
+
+      await this.advance(job, 'upload');
+      const key = this.storage.keyFor(g.id, index, image.mimeType, g.createdAt);
+      const upload = await runStage(this.metrics, 'upload', attrs, () => this.storage.put(key, image.data, image.mimeType));
+      uploadedKey = key;
+      outcome.ms.upload = upload.ms;
+      signal.throwIfAborted();
+
+      await this.advance(job, 'palette');
+      const palette = await runStage(this.metrics, 'palette', attrs, () => this.palette.extract(image.data, g.paletteSize, { signal }));
+      outcome.ms.palette = palette.ms;
+      signal.throwIfAborted();
+
+      outcome.image = {
+        index,
+        key,
+        mimeType: image.mimeType,
+        width: palette.result.width,
+        height: palette.result.height,
+        bytes: upload.result.bytes,
+        palette: palette.result.colors,
+      };
+    } catch (error) {
+      outcome.error = this.toGenerationError(error, signal);
+      if (uploadedKey) {
+        // The image will not be part of the record: remove it, so storage holds no orphan.
+        await this.storage.delete(uploadedKey).catch((e: unknown) => this.logger.warn(`Could not delete orphan ${uploadedKey}: ${String(e)}`));
+      }
+    }
+    return outcome;
+  }
+
+  private toGenerationError(error: unknown, signal: AbortSignal): GenerationError {
+    if (signal.aborted) {
+      const reason: AbortReason = signal.reason === 'INTERRUPTED' ? 'INTERRUPTED' : 'CANCELED';
+      return { code: reason, message: ABORT_MESSAGES[reason] };
+    }
+    const code = (error as { code?: unknown })?.code;
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message };
+    if (code === 'STORAGE_ERROR' || code === 'NOT_FOUND' || code === 'INVALID_KEY') return { code: 'STORAGE_ERROR', message };
+    if (typeof code === 'string' && ['UNSUPPORTED_IMAGE', 'IMAGE_TOO_LARGE', 'PALETTE_BUSY', 'PALETTE_ERROR'].includes(code)) {
+      return { code: 'PALETTE_ERROR', message };
+    }
+    this.logger.error(`Unexpected pipeline error: ${message}`, (error as Error)?.stack);
+    return { code: 'GEMINI_ERROR', message };
+  }
+
+  private async finish(job: Job, outcomes: ImageOutcome[]): Promise<Generation> {
+    const g = job.generation;
+    const images = outcomes.flatMap((o) => (o.image ? [o.image] : []));
+    const errors = outcomes.flatMap((o) => (o.error ? [o.error] : []));
+    const completedAt = new Date();
+    const max = (k: keyof ImageOutcome['ms']) => Math.round(Math.max(0, ...outcomes.map((o) => o.ms[k])));
+    const timings = {
+      queueMs: g.timings.queueMs,
+      geminiMs: max('gemini'),
+      uploadMs: max('upload'),
+      paletteMs: max('palette'),
+      totalMs: completedAt.getTime() - g.createdAt.getTime(),
+    };
+    const usage = outcomes.reduce(
+      (sum, o) => ({ inputTokens: sum.inputTokens + o.usage.inputTokens, outputTokens: sum.outputTokens + o.usage.outputTokens }),
+      { inputTokens: 0, outputTokens: 0 },
+    );
+    const aborted = job.controller.signal.aborted;
+    let patch: Partial<Generation>;
+    if (images.length > 0 && !aborted) {
+      // Partial success keeps the images that worked; the failed ones are simply absent.
+      patch = { status: 'succeeded', stage: 'done', images, error: null };
+    } else {
+      const error = errors[0] ?? { code: 'GEMINI_ERROR', message: 'No image was produced' };
+      patch = { status: error.code === 'CANCELED' ? 'canceled' : 'failed', images: [], error };
+      for (const image of images) await this.storage.delete(image.key).catch(() => undefined);
+    }
+    Object.assign(patch, { timings, usage, completedAt, startedAt: g.startedAt ?? (job.started ? completedAt : null) });
+    const final = (await this.repository.updateIfNotFinal(g.id, patch)) ?? (await this.repository.findById(g.id));
+    if (!final) throw new Error(`Generation ${g.id} vanished from the database`);
+    Object.assign(g, final);
+    this.metrics.recordGenerationFinished(final.status, final.error?.code);
+    this.events.publish(final);
+    return final;
+  }
+}

@@ -1,0 +1,63 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { chromium, type Browser } from 'playwright-core';
+import { createApp } from '../../src/app.factory';
+import { loadConfig } from '../../src/config/app-config';
+
+/** Debian's Chromium, installed by .ci/run; playwright-core never downloads a browser. */
+const CHROMIUM = '/usr/bin/chromium';
+
+describe('Swagger UI in a real browser (e2e)', () => {
+  let app: NestExpressApplication;
+  let browser: Browser;
+  let dataDir: string;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'his-docs-'));
+    app = await createApp(loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', PALETTE_WORKERS: '1' }), { logger: false });
+    await app.listen(0, '127.0.0.1');
+    baseUrl = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('renders every generation operation at /docs', async () => {
+    const page = await browser.newPage();
+    const failed: string[] = [];
+    page.on('requestfailed', (r) => failed.push(r.url()));
+    await page.goto(`${baseUrl}/docs`, { waitUntil: 'networkidle' });
+    await page.waitForSelector('.opblock', { timeout: 15_000 });
+    const operations = await page.$$eval('.opblock-summary', (nodes) =>
+      nodes.map((n) => {
+        const method = n.querySelector('.opblock-summary-method')?.textContent?.trim();
+        const path = n.querySelector('.opblock-summary-path')?.getAttribute('data-path') ?? n.querySelector('.opblock-summary-path')?.textContent?.trim();
+        return `${method} ${path}`;
+      }),
+    );
+    expect(operations).toEqual(
+      expect.arrayContaining([
+        'POST /api/v1/generations',
+        'GET /api/v1/generations',
+        'GET /api/v1/generations/{id}',
+        'GET /api/v1/generations/{id}/events',
+        'POST /api/v1/generations/{id}/cancel',
+        'GET /api/v1/generations/{id}/images/{index}',
+        'POST /api/v1/palettes',
+      ]),
+    );
+    expect(await page.title()).toBe('hybrid-image-search API');
+    expect(failed).toEqual([]);
+  });
+});
