@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
+import { Logger as PinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
 import { createValidationPipe } from './common/validation.pipe';
@@ -23,6 +24,8 @@ export async function createApp(config: AppConfig, options: { logger?: false } =
     bufferLogs: options.logger !== false,
     logger: options.logger,
   });
+  // Structured JSON logs with trace ids; tests pass `logger: false` to keep their output quiet.
+  if (options.logger !== false) app.useLogger(app.get(PinoLogger));
   configureApp(app, config);
   return app;
 }

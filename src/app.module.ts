@@ -5,6 +5,7 @@ import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { GenerationsModule } from './generations/generations.module';
 import { HealthModule } from './health/health.module';
+import { LoggingModule } from './logging/logging.module';
 import { PalettesModule } from './palettes/palettes.module';
 import { TelemetryModule } from './telemetry/telemetry.module';
 
@@ -13,7 +14,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), TelemetryModule, AuthModule, DatabaseModule, GenerationsModule, PalettesModule, HealthModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, TelemetryModule, AuthModule, DatabaseModule, GenerationsModule, PalettesModule, HealthModule],
     };
   }
 }

@@ -27,7 +27,7 @@ export class AppConfig {
     deadlineMs: number;
     maxConcurrency: number;
     maxRetries: number;
-    /** True when no key is set: the bundled emulator is started in-process. */
+    /** True when neither a key nor a base URL is set: the bundled emulator is started in-process. */
     useEmulator: boolean;
   };
   readonly pipeline: { maxQueue: number; drainMs: number };
@@ -38,7 +38,8 @@ export class AppConfig {
     forcePathStyle: boolean;
     presign: boolean;
   } | null;
-  readonly palette: { workers: number; maxQueue: number };
+  /** `mode` inline runs palette tasks on the main thread (load-test comparison only; see EnvDto.PALETTE_MODE). */
+  readonly palette: { workers: number; maxQueue: number; mode: 'pool' | 'inline' };
   readonly metrics: { port: number };
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
   readonly http: { apiKeys: string[]; rateLimitPerMinute: number; corsOrigins: string[] };
@@ -57,7 +58,7 @@ export class AppConfig {
       deadlineMs: env.GEMINI_JOB_DEADLINE_MS ?? env.GEMINI_TIMEOUT_MS * (env.GEMINI_MAX_RETRIES + 1) + 5_000,
       maxConcurrency: env.GEMINI_MAX_CONCURRENCY,
       maxRetries: env.GEMINI_MAX_RETRIES,
-      useEmulator: env.GEMINI_API_KEY === undefined,
+      useEmulator: env.GEMINI_API_KEY === undefined && env.GEMINI_BASE_URL === undefined,
     };
     this.pipeline = { maxQueue: env.PIPELINE_MAX_QUEUE, drainMs: env.SHUTDOWN_DRAIN_MS };
     this.s3 = env.S3_BUCKET
@@ -69,7 +70,11 @@ export class AppConfig {
           presign: env.S3_PRESIGN,
         }
       : null;
-    this.palette = { workers: env.PALETTE_WORKERS ?? availableParallelism(), maxQueue: env.PALETTE_MAX_QUEUE };
+    this.palette = {
+      workers: env.PALETTE_WORKERS ?? availableParallelism(),
+      maxQueue: env.PALETTE_MAX_QUEUE,
+      mode: env.PALETTE_MODE,
+    };
     this.metrics = { port: env.METRICS_PORT };
     this.telemetry = {
       disabled: env.OTEL_SDK_DISABLED,

@@ -81,8 +81,12 @@ export class AppMetrics {
     this.generations.add(1, errorCode ? { status, 'error.code': errorCode } : { status });
   }
 
-  /** An observable gauge read at each collection (semaphore slots, queue depth, pool size…). */
-  gauge(name: string, description: string, read: () => number, unit = '1'): void {
+  /**
+   * An observable gauge read at each collection (queue depth, pool size…). Give count-like
+   * gauges an annotation unit such as `{generation}`: OTLP backends turn unit `1` into a
+   * `_ratio` suffix, which is right only for 0..1 shares.
+   */
+  gauge(name: string, description: string, read: () => number, unit = ''): void {
     this.meter
       .createObservableGauge(name, { description, unit })
       .addCallback((result: ObservableResult) => result.observe(read()));

@@ -1,0 +1,145 @@
+/**
+ * OpenTelemetry bootstrap. `main.ts` calls `startTelemetry()` before it imports anything that
+ * loads `http`/`express`/`@nestjs/core`: in CommonJS the instrumentations patch a module only when
+ * it is required after they were registered, and meters created before the MeterProvider exists
+ * stay no-ops for good.
+ *
+ * Everything it starts is turned off by `OTEL_SDK_DISABLED=true` (no SDK objects, no patching,
+ * no metrics server), which is what the overhead benchmark compares against.
+ */
+import { diag } from '@opentelemetry/api';
+import { getNumberFromEnv } from '@opentelemetry/core';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { HostMetrics } from '@opentelemetry/host-metrics';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import { IMetricReader, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AlwaysOffSampler, BatchSpanProcessor, NoopSpanProcessor, SpanProcessor } from '@opentelemetry/sdk-trace';
+import { ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { ServerResponse } from 'node:http';
+import type { AppConfig } from './config/app-config';
+import { captureRouteOnFinish } from './telemetry/http-route';
+import { metricViews } from './telemetry/metric-views';
+
+export interface TelemetryHandle {
+  /** Flushes pending spans and metrics (OTLP) and stops the metrics server. Safe to call twice. */
+  shutdown(): Promise<void>;
+}
+
+/** Probes and scrapes: a span per kubelet probe or Prometheus scrape is noise, not signal. */
+const UNTRACED_PATHS = ['/health/live', '/health/ready', '/metrics', '/favicon.ico'];
+/**
+ * Without GEMINI_API_KEY the Gemini emulator runs inside this process on its own port; its
+ * `generateContent` requests are not API traffic and must not count in http.server.request.duration.
+ */
+const EMULATOR_PATH = /^\/v1(beta)?\/models\//;
+
+/** Incoming requests that get neither a span nor an http.server.request.duration sample. */
+export function isUntracedRequest(url: string | undefined): boolean {
+  const path = (url ?? '').split('?')[0];
+  return UNTRACED_PATHS.includes(path) || EMULATOR_PATH.test(path);
+}
+
+let active: TelemetryHandle | undefined;
+
+export interface TelemetryOptions {
+  /** Interface of the metrics endpoint; default all interfaces (Prometheus scrapes from elsewhere). */
+  metricsHost?: string;
+}
+
+/**
+ * Starts the OpenTelemetry SDK once per process (later calls return the same handle); a no-op
+ * handle when `config.telemetry.disabled`.
+ */
+export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}): TelemetryHandle {
+  if (active) return active;
+  if (config.telemetry.disabled) {
+    active = { shutdown: async () => undefined };
+    return active;
+  }
+
+  const metricReaders: IMetricReader[] = [];
+  if (config.metrics.port > 0) {
+    // The exporter logs its own listen errors (port taken) through diag and the service keeps
+    // running without the endpoint.
+    metricReaders.push(new PrometheusExporter({ host: options.metricsHost, port: config.metrics.port, endpoint: '/metrics' }));
+  }
+  const exportSpans = config.telemetry.otlpEndpoint !== undefined;
+  const spanProcessors: SpanProcessor[] = [];
+  if (exportSpans) {
+    // The exporters read OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / _TIMEOUT (and the per-signal
+    // variants) themselves, so Grafana Cloud's `Authorization=Basic …` header needs no code here.
+    spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }));
+    metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), ...exportTiming() }));
+  } else {
+    // A TracerProvider that records nothing: spans still get ids (log lines carry trace_id, which
+    // ties together one request and the pipeline work it started; incoming traceparents flow on),
+    // but no span data is built for nobody to receive.
+    spanProcessors.push(new NoopSpanProcessor());
+  }
+
+  const sdk = new NodeSDK({
+    serviceName: config.telemetry.serviceName,
+    resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_VERSION]: config.version })),
+    metricReaders,
+    views: metricViews(),
+    spanProcessors,
+    // Nothing would receive spans: record none (they still get ids). With an exporter the
+    // sampler comes from OTEL_TRACES_SAMPLER (default parentbased_always_on).
+    ...(exportSpans ? {} : { sampler: new AlwaysOffSampler() }),
+    // Logs go to stdout as JSON (pino, with trace ids); without this the SDK would default
+    // to an OTLP log exporter aimed at localhost:4318.
+    logRecordProcessors: [],
+    // HTTP: server spans (trace context for logs, parent of the pipeline spans) and
+    // http.server.request.duration; HttpSpanInterceptor adds route, controller and handler.
+    // Not registered, on purpose: instrumentation-express, because Nest 12 is ESM and imports
+    // express through the ESM loader, which require-in-the-middle never sees (an
+    // import-in-the-middle loader hook makes it work, for one `request handler` span per request
+    // that tells nothing the server span does not); instrumentation-nestjs-core 0.71, which
+    // supports Nest < 12 only. See docs/observability.md.
+    instrumentations: [
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (req) => isUntracedRequest(req.url),
+        // Server side only: there the response is a ServerResponse (client side: an IncomingMessage).
+        responseHook: (_span, response) => {
+          if ('setHeader' in response) captureRouteOnFinish(response as ServerResponse);
+        },
+      }),
+      new RuntimeNodeInstrumentation(),
+    ],
+  });
+  sdk.start();
+
+  if (metricReaders.length > 0) {
+    // Network and per-core groups are skipped: they are host concerns (node exporter) and cost
+    // a /proc walk per collection.
+    new HostMetrics({
+      name: '@opentelemetry/host-metrics',
+      metricGroups: ['process.cpu', 'process.memory', 'system.cpu', 'system.memory'],
+    }).start();
+  }
+
+  let stopping: Promise<void> | undefined;
+  active = {
+    shutdown: () =>
+      (stopping ??= sdk.shutdown().catch((error: unknown) => {
+        diag.error('telemetry shutdown failed', error);
+      })),
+  };
+  return active;
+}
+
+/** The SDK's standard export timing variables (OTel defaults: 60 s interval, 30 s timeout). */
+function exportTiming(): { exportIntervalMillis: number; exportTimeoutMillis: number } {
+  const exportIntervalMillis = positive(getNumberFromEnv('OTEL_METRIC_EXPORT_INTERVAL')) ?? 60_000;
+  const exportTimeoutMillis = Math.min(positive(getNumberFromEnv('OTEL_METRIC_EXPORT_TIMEOUT')) ?? 30_000, exportIntervalMillis);
+  return { exportIntervalMillis, exportTimeoutMillis };
+}
+
+function positive(value: number | undefined): number | undefined {
+  return value !== undefined && value > 0 ? value : undefined;
+}

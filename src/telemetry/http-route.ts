@@ -1,0 +1,34 @@
+import type { ServerResponse } from 'node:http';
+import { context as otelContext } from '@opentelemetry/api';
+import { getRPCMetadata, RPCType } from '@opentelemetry/core';
+
+/** What Express leaves on a request that matched a route. */
+export interface RoutedRequest {
+  baseUrl?: string;
+  route?: { path?: unknown };
+}
+
+/** Express's matched route path (a template like `/api/v1/generations/:id`), mount path included. */
+export function routeTemplate(request: RoutedRequest | undefined): string | undefined {
+  const path = request?.route?.path;
+  if (typeof path !== 'string') return undefined;
+  return `${request?.baseUrl ?? ''}${path}` || '/';
+}
+
+/**
+ * The HTTP instrumentation's `responseHook`: once the response is finished, and if nothing named
+ * the route yet, takes it from Express (`req.route`) and hands it to the instrumentation through
+ * its RPC metadata, which labels `http.server.request.duration` with `http.route` on `close`.
+ * `HttpSpanInterceptor` names the route for every handler that runs; this covers requests that
+ * never reach an interceptor but did match a route: rejected by a guard (401, 429) or served by
+ * plain Express routes (Swagger UI).
+ */
+export function captureRouteOnFinish(response: ServerResponse): void {
+  const rpc = getRPCMetadata(otelContext.active());
+  if (rpc?.type !== RPCType.HTTP) return;
+  response.once('finish', () => {
+    if (rpc.route !== undefined) return;
+    const route = routeTemplate((response as ServerResponse & { req?: RoutedRequest }).req);
+    if (route) rpc.route = route;
+  });
+}
