@@ -83,6 +83,13 @@ export class EnvDto {
   @Type(() => Number) @IsInt() @Min(1) @Max(100_000)
   PALETTE_MAX_QUEUE = 256;
 
+  /**
+   * `pool` (default): palette work in worker threads. `inline`: the same task on the main thread, only
+   * so the load test can show what that costs the event loop (the replaced system's mistake).
+   */
+  @IsIn(['pool', 'inline'])
+  PALETTE_MODE: 'pool' | 'inline' = 'pool';
+
   @Type(() => Number) @IsInt() @Min(0) @Max(65535)
   METRICS_PORT = 9464;
 
