@@ -49,6 +49,8 @@ interface ImageOutcome {
 }
 
 const STAGE_ORDER: GenerationStage[] = ['queued', 'gemini', 'upload', 'palette', 'done'];
+/** Longest wait for removing an image that will not be part of its record. */
+const ORPHAN_DELETE_TIMEOUT_MS = 3_000;
 const ABORT_MESSAGES: Record<AbortReason, string> = {
   CANCELED: 'The generation was canceled',
   INTERRUPTED: 'The service stopped while this generation was in progress',
@@ -224,19 +226,37 @@ export class PipelineService {
     const signal = job.controller.signal;
     const outcome: ImageOutcome = { ms: { gemini: 0, upload: 0, palette: 0 }, usage: { inputTokens: 0, outputTokens: 0 } };
     const attrs = { 'pipeline.image_index': index };
-    let uploadedKey: string | undefined;
+    /** Set when the upload starts: from then on the store may hold the object. */
+    let uploadKey: string | undefined;
+    let uploaded = false;
+    // The stage in progress and since when, so a stage that fails still reports the time it took
+    // (a Gemini timeout shows its full wait in `timings.geminiMs`, not 0).
+    let current: keyof ImageOutcome['ms'] = 'gemini';
+    let currentStarted = performance.now();
+    const enter = (stage: keyof ImageOutcome['ms']) => {
+      current = stage;
+      currentStarted = performance.now();
+    };
     try {
-      const gemini = await runStage(this.metrics, 'gemini', attrs, () =>
-        this.gemini.generateImage(
-          { prompt: g.prompt, aspectRatio: g.aspectRatio },
-          {
-            signal,
-            onSlotAcquired: () => {
-              job.started = true;
-              void this.advance(job, 'gemini');
+      // The gemini stage is measured from the moment the call holds its semaphore slot: the wait
+      // before that is queue time, already in `timings.queueMs` and the `queue` stage.
+      const gemini = await runStage(
+        this.metrics,
+        'gemini',
+        attrs,
+        () =>
+          this.gemini.generateImage(
+            { prompt: g.prompt, aspectRatio: g.aspectRatio },
+            {
+              signal,
+              onSlotAcquired: () => {
+                job.started = true;
+                enter('gemini');
+                void this.advance(job, 'gemini');
+              },
             },
-          },
-        ),
+          ),
+        () => currentStarted,
       );
       outcome.ms.gemini = gemini.ms;
       outcome.usage = gemini.result.usage;
@@ -245,12 +265,15 @@ export class PipelineService {
 
       await this.advance(job, 'upload');
       const key = this.storage.keyFor(g.id, index, image.mimeType, g.createdAt);
-      const upload = await runStage(this.metrics, 'upload', attrs, () => this.storage.put(key, image.data, image.mimeType));
-      uploadedKey = key;
+      enter('upload');
+      uploadKey = key;
+      const upload = await runStage(this.metrics, 'upload', attrs, () => this.storage.put(key, image.data, image.mimeType, { signal }));
+      uploaded = true;
       outcome.ms.upload = upload.ms;
       signal.throwIfAborted();
 
       await this.advance(job, 'palette');
+      enter('palette');
       const palette = await runStage(this.metrics, 'palette', attrs, () => this.palette.extract(image.data, g.paletteSize, { signal }));
       outcome.ms.palette = palette.ms;
       signal.throwIfAborted();
@@ -265,13 +288,23 @@ export class PipelineService {
         palette: palette.result.colors,
       };
     } catch (error) {
+      outcome.ms[current] ||= performance.now() - currentStarted;
       outcome.error = this.toGenerationError(error, signal);
-      if (uploadedKey) {
-        // The image will not be part of the record: remove it, so storage holds no orphan.
-        await this.storage.delete(uploadedKey).catch((e: unknown) => this.logger.warn(`Could not delete orphan ${uploadedKey}: ${String(e)}`));
-      }
+      // The image will not be part of the record: remove it, so storage holds no orphan. An upload
+      // cut short by cancel/shutdown may still have landed, so it is removed too.
+      if (uploadKey && (uploaded || signal.aborted)) await this.deleteOrphan(uploadKey);
     }
     return outcome;
+  }
+
+  /**
+   * Best effort, and bounded: a stalled store must not keep a canceled or interrupted job (and with
+   * it the cancel request or the shutdown drain) waiting for the S3 client's own timeouts.
+   */
+  private async deleteOrphan(key: string): Promise<void> {
+    await this.storage
+      .delete(key, { signal: AbortSignal.timeout(ORPHAN_DELETE_TIMEOUT_MS) })
+      .catch((e: unknown) => this.logger.warn(`Could not delete orphan ${key}: ${String(e)}`));
   }
 
   private toGenerationError(error: unknown, signal: AbortSignal): GenerationError {
@@ -315,7 +348,7 @@ export class PipelineService {
     } else {
       const error = errors[0] ?? { code: 'GEMINI_ERROR', message: 'No image was produced' };
       patch = { status: error.code === 'CANCELED' ? 'canceled' : 'failed', images: [], error };
-      for (const image of images) await this.storage.delete(image.key).catch(() => undefined);
+      for (const image of images) await this.deleteOrphan(image.key);
     }
     Object.assign(patch, { timings, usage, completedAt, startedAt: g.startedAt ?? (job.started ? completedAt : null) });
     const final = (await this.repository.updateIfNotFinal(g.id, patch)) ?? (await this.repository.findById(g.id));

@@ -52,7 +52,7 @@ export class S3Driver implements StorageDriver {
     });
   }
 
-  async put(key: string, body: Buffer, contentType: string): Promise<void> {
+  async put(key: string, body: Buffer, contentType: string, signal?: AbortSignal): Promise<void> {
     await this.client.send(
       new PutObjectCommand({
         Bucket: this.bucket,
@@ -61,6 +61,7 @@ export class S3Driver implements StorageDriver {
         ContentType: contentType,
         ContentLength: body.length,
       }),
+      { abortSignal: signal },
     );
   }
 
@@ -79,8 +80,8 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
   }
 
   presignGetUrl(key: string, expiresInSec: number): Promise<string | null> {

@@ -13,11 +13,14 @@ export interface StoredObject {
  */
 export interface StorageDriver {
   readonly kind: 's3' | 'local';
-  /** Stores the whole object, replacing any previous one under `key`. */
-  put(key: string, body: Buffer, contentType: string): Promise<void>;
+  /**
+   * Stores the whole object, replacing any previous one under `key`. `signal` aborts the transfer
+   * where the store can (S3); an aborted upload may or may not have been stored.
+   */
+  put(key: string, body: Buffer, contentType: string, signal?: AbortSignal): Promise<void>;
   get(key: string): Promise<StoredObject>;
-  /** Idempotent, like S3: deleting a missing key succeeds. */
-  delete(key: string): Promise<void>;
+  /** Idempotent, like S3: deleting a missing key succeeds. `signal` as for `put`. */
+  delete(key: string, signal?: AbortSignal): Promise<void>;
   /** A time-limited URL for a plain GET, or null when the store has none (local folder). */
   presignGetUrl(key: string, expiresInSec: number): Promise<string | null>;
   /** Resolves when the store is reachable and writable; honours `signal` where the store can. */

@@ -43,10 +43,12 @@ export class StorageService {
     return `images/${yyyy}/${mm}/${dd}/${generationId}/${index}.${extensionFor(mimeType)}`;
   }
 
-  put(key: string, body: Buffer, contentType: string): Promise<{ key: string; bytes: number }> {
+  /** `opts.signal` aborts the upload (S3): cancel and shutdown must not wait for a stalled store. */
+  put(key: string, body: Buffer, contentType: string, opts: { signal?: AbortSignal } = {}): Promise<{ key: string; bytes: number }> {
     return this.run('put', { 'storage.object.size': body.length }, async () => {
       assertValidKey(key);
-      await this.driver.put(key, body, contentType);
+      const { signal } = opts;
+      await (signal ? this.driver.put(key, body, contentType, signal) : this.driver.put(key, body, contentType));
       return { key, bytes: body.length };
     });
   }
@@ -71,10 +73,11 @@ export class StorageService {
     });
   }
 
-  delete(key: string): Promise<void> {
+  delete(key: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
     return this.run('delete', {}, async () => {
       assertValidKey(key);
-      await this.driver.delete(key);
+      const { signal } = opts;
+      await (signal ? this.driver.delete(key, signal) : this.driver.delete(key));
     });
   }
 

@@ -14,14 +14,17 @@ export async function runStage<T>(
   stage: PipelineStageName,
   attributes: Attributes,
   fn: () => Promise<T>,
+  /** When the measured work really began (`performance.now()`), if later than the call — e.g. after a semaphore wait. */
+  measuredFrom?: () => number,
 ): Promise<{ result: T; ms: number }> {
-  const started = performance.now();
+  const called = performance.now();
+  const elapsed = () => performance.now() - Math.max(called, measuredFrom?.() ?? called);
   let outcome: 'ok' | 'error' = 'error';
   try {
     const result = await withSpan(`pipeline.${stage}`, { 'pipeline.stage': stage, ...attributes }, () => fn());
     outcome = 'ok';
-    return { result, ms: performance.now() - started };
+    return { result, ms: elapsed() };
   } finally {
-    metrics.recordStage(stage, outcome, (performance.now() - started) / 1000);
+    metrics.recordStage(stage, outcome, elapsed() / 1000);
   }
 }
