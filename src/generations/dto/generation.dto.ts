@@ -9,12 +9,7 @@ import {
   GenerationStage,
   GenerationStatus,
 } from '../../common/generation.model';
-
-export class PaletteColorDto {
-  @ApiProperty({ example: '#d43434' }) hex: string;
-  @ApiProperty({ type: [Number], example: [212, 52, 52], minItems: 3, maxItems: 3 }) rgb: [number, number, number];
-  @ApiProperty({ example: 0.42, description: "Share of the image's pixels" }) proportion: number;
-}
+import { PaletteColorDto } from '../../common/dto/palette-color.dto';
 
 export class GenerationImageDto {
   @ApiProperty() index: number;

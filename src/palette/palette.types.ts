@@ -1,0 +1,51 @@
+/**
+ * Types and limits shared by the palette worker (a plain module run in worker threads), the
+ * service and the HTTP layer. The worker imports only types from here, with `import type`, which
+ * Node's type stripping erases: no runtime module resolution happens for this file in a worker.
+ */
+import type { PaletteColor } from '../common/generation.model';
+
+export type { PaletteColor };
+
+/** Colours a palette may have. */
+export const MIN_PALETTE_SIZE = 1;
+export const MAX_PALETTE_SIZE = 12;
+
+export const SWATCH_NAMES = ['vibrant', 'muted', 'darkVibrant', 'darkMuted', 'lightVibrant', 'lightMuted'] as const;
+export type SwatchName = (typeof SWATCH_NAMES)[number];
+
+export interface Swatch {
+  hex: string;
+  rgb: [number, number, number];
+  /** Pixels of the analysed (downscaled) image in this swatch's colour box. */
+  population: number;
+}
+
+export type Swatches = Partial<Record<SwatchName, Swatch>>;
+
+export interface PaletteResult {
+  /** `size` colours (fewer only when the image has fewer distinct colours), most frequent first. */
+  colors: PaletteColor[];
+  /** Displayed size (EXIF orientation applied) of the original image. */
+  width: number;
+  height: number;
+  /** Decoder that read the image: png, jpeg, webp, avif, gif, tiff. */
+  format: string;
+  swatches: Swatches;
+}
+
+export type PaletteErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE' | 'PALETTE_BUSY' | 'PALETTE_ERROR';
+
+/** What the pool sends to a worker. `image` is transferred, not copied. */
+export interface PaletteTask {
+  image: ArrayBuffer;
+  size: number;
+}
+
+/**
+ * What a worker answers. Failures the caller should see (bad input) come back as values: errors
+ * thrown across a thread boundary lose their custom fields such as `code`.
+ */
+export type PaletteTaskResult =
+  | { ok: true; palette: PaletteResult }
+  | { ok: false; code: Exclude<PaletteErrorCode, 'PALETTE_BUSY'>; message: string };

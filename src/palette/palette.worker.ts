@@ -1,0 +1,470 @@
+/**
+ * The palette engine, run inside Piscina worker threads (no Nest here).
+ *
+ * decode → downscale → quantize:
+ *   1. sharp decodes and shrinks the image to at most ANALYSIS_SIDE² RGBA pixels (shrink-on-load for
+ *      JPEG/WebP), after EXIF auto-orientation, in sRGB 8-bit whatever the input (CMYK, 16-bit, grey).
+ *   2. the palette (`size` colours and their pixel shares) comes from k-means in OKLab over a
+ *      5-bit-per-channel colour histogram; docs/palette.md has the numbers that chose it over MMCQ.
+ *   3. the named swatches (vibrant, muted, …) come from node-vibrant: its MMCQ quantizer and default
+ *      generator, fed the same pixels through a small image class instead of its pure-JS decoder.
+ *
+ * This file is loaded two ways: compiled to CommonJS in dist/, and from source by Node's built-in
+ * type stripping when the pool runs under Jest. Hence: erasable TypeScript only, and no relative
+ * runtime imports (a specifier cannot name both `.js` and `.ts`); `import type` is erased.
+ */
+import sharp from 'sharp';
+import { Vibrant } from 'node-vibrant/node';
+import type { PaletteColor, PaletteTask, PaletteTaskResult, Swatch, Swatches, SwatchName } from './palette.types';
+
+/** Longest side of the analysed image: 16 k pixels keep quantizing at a few ms and shares within ±1 %. */
+export const ANALYSIS_SIDE = 128;
+/** Decompression-bomb guard: sharp refuses headers announcing more pixels before decoding any. */
+export const MAX_INPUT_PIXELS = 100_000_000;
+/** Pixels with less alpha than this are transparent: they take no share of the palette. */
+const OPAQUE_ALPHA = 128;
+
+// libvips threads would compete with the other workers for the same cores: the pool is the
+// parallelism. The operation cache only helps repeated work on the same input, never the case here.
+sharp.concurrency(1);
+sharp.cache(false);
+
+export interface AnalysisPixels {
+  /** RGBA, 8 bits per channel, row-major. */
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface DecodedImage {
+  pixels: AnalysisPixels;
+  width: number;
+  height: number;
+  format: string;
+}
+
+type InputErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE';
+
+/** Bad input, as opposed to a bug: reported to the caller with its code. */
+export class ImageInputError extends Error {
+  readonly code: InputErrorCode;
+  constructor(code: InputErrorCode, message: string) {
+    super(message);
+    this.name = 'ImageInputError';
+    this.code = code;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+const ascii = (b: Uint8Array, from: number, to: number): string => String.fromCharCode(...b.subarray(from, to));
+
+/**
+ * The container format from magic bytes, or null. Checked before sharp sees the bytes so that
+ * formats outside the contract (SVG, PDF, HEIC, raw text…) never reach a decoder.
+ */
+export function sniffFormat(b: Uint8Array): 'png' | 'jpeg' | 'gif' | 'webp' | 'tiff' | 'avif' | null {
+  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 4) === 'PNG') return 'png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 6 && ascii(b, 0, 4) === 'GIF8') return 'gif';
+  if (b.length >= 12 && ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP') return 'webp';
+  if (b.length >= 8 && (ascii(b, 0, 4) === 'II*\0' || ascii(b, 0, 4) === 'MM\0*')) return 'tiff';
+  if (b.length >= 16 && ascii(b, 4, 8) === 'ftyp') {
+    // ISO-BMFF: major brand at 8, minor version at 12, compatible brands up to the box end.
+    const boxEnd = Math.min(b.length, ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0);
+    for (let o = 8; o + 4 <= boxEnd; o += o === 8 ? 8 : 4) {
+      const brand = ascii(b, o, o + 4);
+      if (brand === 'avif' || brand === 'avis') return 'avif';
+    }
+  }
+  return null;
+}
+
+function inputError(error: unknown): ImageInputError {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/pixel limit/i.test(message)) {
+    return new ImageInputError('IMAGE_TOO_LARGE', `Image has more than ${MAX_INPUT_PIXELS} pixels`);
+  }
+  return new ImageInputError('UNSUPPORTED_IMAGE', `Image could not be decoded: ${message}`);
+}
+
+/**
+ * Decodes `input` and shrinks it to at most ANALYSIS_SIDE² sRGB RGBA pixels. Animated images give
+ * their first frame. Throws ImageInputError for anything that is not a whole, supported image.
+ */
+export async function decodeForPalette(input: Uint8Array): Promise<DecodedImage> {
+  const sniffed = sniffFormat(input);
+  if (sniffed === null) {
+    throw new ImageInputError('UNSUPPORTED_IMAGE', 'Not a PNG, JPEG, WebP, AVIF, GIF or TIFF image');
+  }
+  // failOn 'error' rejects corrupt and truncated data but tolerates warnings (odd markers, extra
+  // bytes) that real-world JPEGs often carry.
+  const image = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', autoOrient: true });
+  let width: number;
+  let height: number;
+  try {
+    const meta = await image.metadata();
+    if (meta.format === 'heif' && meta.compression !== 'av1') {
+      throw new ImageInputError('UNSUPPORTED_IMAGE', `HEIF images with ${meta.compression ?? 'unknown'} compression are not supported`);
+    }
+    ({ width, height } = meta.autoOrient);
+  } catch (error) {
+    throw error instanceof ImageInputError ? error : inputError(error);
+  }
+  try {
+    const { data, info } = await image
+      .resize(ANALYSIS_SIDE, ANALYSIS_SIDE, { fit: 'inside', withoutEnlargement: true })
+      .toColourspace('srgb')
+      .ensureAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 4) throw new Error(`expected 4 channels after ensureAlpha, got ${info.channels}`);
+    return { pixels: { data, width: info.width, height: info.height }, width, height, format: sniffed };
+  } catch (error) {
+    throw inputError(error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Colour helpers
+// ---------------------------------------------------------------------------------------------
+
+const SRGB_TO_LINEAR = (() => {
+  const lut = new Float64Array(257);
+  for (let i = 0; i < 256; i++) {
+    const c = i / 255;
+    lut[i] = c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+  }
+  lut[256] = lut[255];
+  return lut;
+})();
+
+function linear(c: number): number {
+  const i = Math.floor(c);
+  return SRGB_TO_LINEAR[i] + (SRGB_TO_LINEAR[i + 1] - SRGB_TO_LINEAR[i]) * (c - i);
+}
+
+/** sRGB (0..255, fractional allowed) → OKLab, written to `out[o..o+2]`. */
+export function rgbToOklab(r: number, g: number, b: number, out: Float64Array, o = 0): void {
+  const lr = linear(r);
+  const lg = linear(g);
+  const lb = linear(b);
+  const l = Math.cbrt(0.4122214708 * lr + 0.5363325363 * lg + 0.0514459929 * lb);
+  const m = Math.cbrt(0.2119034982 * lr + 0.6806995451 * lg + 0.1073969566 * lb);
+  const s = Math.cbrt(0.0883024619 * lr + 0.2817188376 * lg + 0.6299787005 * lb);
+  out[o] = 0.2104542553 * l + 0.793617785 * m - 0.0040720468 * s;
+  out[o + 1] = 1.9779984951 * l - 2.428592205 * m + 0.4505937099 * s;
+  out[o + 2] = 0.0259040371 * l + 0.7827717662 * m - 0.808675766 * s;
+}
+
+export function toHex(rgb: readonly [number, number, number]): string {
+  return `#${rgb.map((c) => c.toString(16).padStart(2, '0')).join('')}`;
+}
+
+const round4 = (x: number): number => Math.round(x * 10_000) / 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Histogram: 5 bits per channel, but with the exact sum of the pixels in each bin, so cluster
+// colours are true pixel means (no bin-centre error) while quantizing works on a few thousand
+// weighted points instead of every pixel.
+// ---------------------------------------------------------------------------------------------
+
+const SIG_BITS = 5;
+const SHIFT = 8 - SIG_BITS;
+
+export interface ColorHistogram {
+  /** Occupied bins. */
+  n: number;
+  /** Opaque pixels counted. */
+  total: number;
+  count: Float64Array;
+  sum: Float64Array; // n × (r, g, b)
+  lab: Float64Array; // n × (L, a, b) of each bin's mean colour
+}
+
+export function buildHistogram(pixels: AnalysisPixels): ColorHistogram {
+  const bins = 1 << (3 * SIG_BITS);
+  const slot = new Int32Array(bins).fill(-1);
+  const px = pixels.data;
+  const capacity = Math.min(bins, px.length >> 2);
+  const count = new Float64Array(capacity);
+  const sum = new Float64Array(capacity * 3);
+  let n = 0;
+  let total = 0;
+  for (let o = 0; o < px.length; o += 4) {
+    if (px[o + 3] < OPAQUE_ALPHA) continue;
+    const r = px[o];
+    const g = px[o + 1];
+    const b = px[o + 2];
+    const key = ((r >> SHIFT) << (2 * SIG_BITS)) | ((g >> SHIFT) << SIG_BITS) | (b >> SHIFT);
+    let i = slot[key];
+    if (i < 0) i = slot[key] = n++;
+    count[i] += 1;
+    sum[3 * i] += r;
+    sum[3 * i + 1] += g;
+    sum[3 * i + 2] += b;
+    total++;
+  }
+  const lab = new Float64Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const c = count[i];
+    rgbToOklab(sum[3 * i] / c, sum[3 * i + 1] / c, sum[3 * i + 2] / c, lab, 3 * i);
+  }
+  return { n, total, count, sum, lab };
+}
+
+function meanColor(sum: ArrayLike<number>, o: number, count: number): [number, number, number] {
+  return [Math.round(sum[o] / count), Math.round(sum[o + 1] / count), Math.round(sum[o + 2] / count)];
+}
+
+function toPalette(groups: { count: number; rgb: [number, number, number] }[], total: number): PaletteColor[] {
+  return groups
+    .filter((g) => g.count > 0)
+    .sort((a, b) => b.count - a.count)
+    .map((g) => ({ hex: toHex(g.rgb), rgb: g.rgb, proportion: round4(g.count / total) }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantizer 1 (used): weighted k-means in OKLab.
+// ---------------------------------------------------------------------------------------------
+
+const MAX_ITERATIONS = 40;
+
+/**
+ * `size` colours by k-means over the histogram bins in OKLab (perceptually uniform, so "nearest"
+ * means "looks closest"). Deterministic: seeded greedily with the heaviest bin, then the bin with
+ * the largest weight × squared distance to the chosen seeds (k-means++ without the dice).
+ */
+export function quantizeKmeans(pixels: AnalysisPixels, size: number): PaletteColor[] {
+  const h = buildHistogram(pixels);
+  if (h.n === 0) return [];
+  const { n, count, lab } = h;
+  const k = Math.min(size, n);
+  const centers = new Float64Array(k * 3);
+  const nearest = new Float64Array(n).fill(Infinity);
+
+  let seed = 0;
+  for (let i = 1; i < n; i++) if (count[i] > count[seed]) seed = i;
+  let chosen = 0;
+  for (;;) {
+    centers.set(lab.subarray(3 * seed, 3 * seed + 3), 3 * chosen);
+    chosen++;
+    if (chosen === k) break;
+    let best = -1;
+    let bestScore = 0;
+    for (let i = 0; i < n; i++) {
+      const d = dist2(lab, 3 * i, centers, 3 * (chosen - 1));
+      if (d < nearest[i]) nearest[i] = d;
+      const score = count[i] * nearest[i];
+      if (score > bestScore) {
+        bestScore = score;
+        best = i;
+      }
+    }
+    if (best < 0) break; // every bin coincides with a seed: fewer distinct colours than `size`
+    seed = best;
+  }
+
+  const assign = new Int32Array(n).fill(-1);
+  const acc = new Float64Array(chosen * 4);
+  for (let iteration = 0; iteration < MAX_ITERATIONS; iteration++) {
+    let changed = 0;
+    for (let i = 0; i < n; i++) {
+      let bestC = 0;
+      let bestD = Infinity;
+      for (let c = 0; c < chosen; c++) {
+        const d = dist2(lab, 3 * i, centers, 3 * c);
+        if (d < bestD) {
+          bestD = d;
+          bestC = c;
+        }
+      }
+      if (assign[i] !== bestC) {
+        assign[i] = bestC;
+        changed++;
+      }
+    }
+    if (changed === 0) break;
+    acc.fill(0);
+    for (let i = 0; i < n; i++) {
+      const c = assign[i];
+      const w = count[i];
+      acc[4 * c] += w;
+      acc[4 * c + 1] += w * lab[3 * i];
+      acc[4 * c + 2] += w * lab[3 * i + 1];
+      acc[4 * c + 3] += w * lab[3 * i + 2];
+    }
+    for (let c = 0; c < chosen; c++) {
+      const w = acc[4 * c];
+      if (w === 0) continue; // an emptied cluster keeps its centre; it is dropped from the output
+      centers[3 * c] = acc[4 * c + 1] / w;
+      centers[3 * c + 1] = acc[4 * c + 2] / w;
+      centers[3 * c + 2] = acc[4 * c + 3] / w;
+    }
+  }
+
+  // Report each cluster's mean in sRGB: the average colour of its pixels, as a viewer would see it.
+  const groups = Array.from({ length: chosen }, () => ({ count: 0, r: 0, g: 0, b: 0 }));
+  for (let i = 0; i < n; i++) {
+    const g = groups[assign[i]];
+    g.count += count[i];
+    g.r += h.sum[3 * i];
+    g.g += h.sum[3 * i + 1];
+    g.b += h.sum[3 * i + 2];
+  }
+  return toPalette(
+    groups.map((g) => ({ count: g.count, rgb: g.count ? meanColor([g.r, g.g, g.b], 0, g.count) : [0, 0, 0] })),
+    h.total,
+  );
+}
+
+function dist2(a: Float64Array, i: number, b: Float64Array, j: number): number {
+  const dl = a[i] - b[j];
+  const da = a[i + 1] - b[j + 1];
+  const db = a[i + 2] - b[j + 2];
+  return dl * dl + da * da + db * db;
+}
+
+// ---------------------------------------------------------------------------------------------
+// node-vibrant: MMCQ quantizer and the named swatches, on our pixels.
+// ---------------------------------------------------------------------------------------------
+
+type VibrantBuilder = ReturnType<typeof Vibrant.from>;
+type VibrantImageClass = Parameters<VibrantBuilder['useImageClass']>[0];
+
+/**
+ * An image class for node-vibrant that serves already-decoded pixels (its own Node image class
+ * decodes with jimp, in pure JS, several times slower than sharp). `transparentBelow` turns
+ * pixels below that alpha fully transparent, the only thing vibrant's MMCQ histogram skips.
+ */
+function pixelsImageClass(pixels: AnalysisPixels, transparentBelow = 0): VibrantImageClass {
+  return class PixelsImage {
+    load() {
+      return Promise.resolve(this);
+    }
+    clear() {}
+    update() {}
+    remove() {}
+    getWidth() {
+      return pixels.width;
+    }
+    getHeight() {
+      return pixels.height;
+    }
+    getPixelCount() {
+      return pixels.width * pixels.height;
+    }
+    // sharp already downscaled; vibrant's own scaling is skipped.
+    resize() {}
+    scaleDown() {}
+    getImageData() {
+      // A copy: vibrant's filters clear the alpha of filtered pixels in place.
+      const data = new Uint8ClampedArray(pixels.data);
+      if (transparentBelow > 0) {
+        for (let o = 3; o < data.length; o += 4) if (data[o] < transparentBelow) data[o] = 0;
+      }
+      return { data, width: pixels.width, height: pixels.height };
+    }
+  };
+}
+
+/** Vibrant reads its image class from the source; ours ignores it and serves the pixels above. */
+const UNUSED_SOURCE = '';
+
+const VIBRANT_NAMES: Record<string, SwatchName> = {
+  Vibrant: 'vibrant',
+  Muted: 'muted',
+  DarkVibrant: 'darkVibrant',
+  DarkMuted: 'darkMuted',
+  LightVibrant: 'lightVibrant',
+  LightMuted: 'lightMuted',
+};
+
+/**
+ * node-vibrant's named swatches with its defaults (64-colour MMCQ, near-white and translucent
+ * pixels filtered). Swatches vibrant invents when the image has no such colour (population 0)
+ * are left out: absent means "this image has none".
+ */
+export async function vibrantSwatches(pixels: AnalysisPixels): Promise<Swatches> {
+  if (pixels.width * pixels.height === 0) return {};
+  const palette = await Vibrant.from(UNUSED_SOURCE).useImageClass(pixelsImageClass(pixels)).quality(1).maxColorCount(64).getPalette();
+  const swatches: Swatches = {};
+  for (const [name, swatch] of Object.entries(palette)) {
+    const key = VIBRANT_NAMES[name];
+    if (!key || !swatch || swatch.population <= 0) continue;
+    const rgb = swatch.rgb.map((c) => Math.round(c)) as Swatch['rgb'];
+    swatches[key] = { hex: toHex(rgb), rgb, population: swatch.population };
+  }
+  return swatches;
+}
+
+/**
+ * `size` colours by node-vibrant's MMCQ (modified median cut in RGB at 5 bits per channel). MMCQ
+ * stops splitting at about ¾ of the requested count, so it is asked for more boxes and the least
+ * populous are then merged into their nearest (OKLab) neighbour down to `size`. Kept for the
+ * benchmark and accuracy comparison with quantizeKmeans.
+ */
+export async function quantizeMmcq(pixels: AnalysisPixels, size: number): Promise<PaletteColor[]> {
+  const h = buildHistogram(pixels);
+  if (h.n === 0) return [];
+  if (size === 1 || h.n === 1) {
+    const all = h.sum.subarray(0, 3 * h.n).reduce((acc, v, i) => ((acc[i % 3] += v), acc), [0, 0, 0]);
+    return toPalette([{ count: h.total, rgb: meanColor(all, 0, h.total) }], h.total);
+  }
+  const vibrant = Vibrant.from(UNUSED_SOURCE)
+    .useImageClass(pixelsImageClass(pixels, OPAQUE_ALPHA))
+    .clearFilters()
+    .quality(1)
+    .maxColorCount(Math.min(256, Math.ceil(size / 0.75) + 1))
+    .build();
+  await vibrant.getPalette();
+  // vibrant's published types lose ProcessResult (a dangling import); this is the part read here.
+  const result = vibrant.result as { colors: { population: number; rgb: number[] }[] } | undefined;
+  const boxes = (result?.colors ?? []).map((s) => ({ count: s.population, rgb: [s.rgb[0], s.rgb[1], s.rgb[2]] as [number, number, number] }));
+  const lab = new Float64Array(3);
+  const labOther = new Float64Array(3);
+  while (boxes.length > size) {
+    boxes.sort((a, b) => b.count - a.count);
+    const smallest = boxes.pop()!;
+    rgbToOklab(smallest.rgb[0], smallest.rgb[1], smallest.rgb[2], lab);
+    let target = boxes[0];
+    let best = Infinity;
+    for (const box of boxes) {
+      rgbToOklab(box.rgb[0], box.rgb[1], box.rgb[2], labOther);
+      const d = dist2(lab, 0, labOther, 0);
+      if (d < best) {
+        best = d;
+        target = box;
+      }
+    }
+    const w = target.count + smallest.count;
+    target.rgb = target.rgb.map((c, i) => (c * target.count + smallest.rgb[i] * smallest.count) / w) as [number, number, number];
+    target.count = w;
+  }
+  return toPalette(
+    boxes.map((b) => ({ count: b.count, rgb: b.rgb.map((c) => Math.round(c)) as [number, number, number] })),
+    h.total,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pool task
+// ---------------------------------------------------------------------------------------------
+
+/** Decodes the transferred image and answers its palette, or why it has none. */
+export default async function paletteTask(task: PaletteTask): Promise<PaletteTaskResult> {
+  try {
+    const decoded = await decodeForPalette(new Uint8Array(task.image));
+    const colors = quantizeKmeans(decoded.pixels, task.size);
+    const swatches = await vibrantSwatches(decoded.pixels);
+    return {
+      ok: true,
+      palette: { colors, width: decoded.width, height: decoded.height, format: decoded.format, swatches },
+    };
+  } catch (error) {
+    if (error instanceof ImageInputError) return { ok: false, code: error.code, message: error.message };
+    return { ok: false, code: 'PALETTE_ERROR', message: `Palette extraction failed: ${(error as Error)?.message ?? String(error)}` };
+  }
+}

@@ -1,0 +1,7 @@
+import { Module } from '@nestjs/common';
+import { PaletteModule } from '../palette/palette.module';
+import { PalettesController } from './palettes.controller';
+
+/** The HTTP face of the palette engine: `POST /api/v1/palettes`. */
+@Module({ imports: [PaletteModule], controllers: [PalettesController] })
+export class PalettesModule {}

@@ -1,0 +1,41 @@
+/**
+ * `npm run bench`: runs every `*.bench.js` beside this file (compiled from test/bench/*.bench.ts),
+ * one after another so they do not compete for the cores, and prints one JSON summary as the last
+ * line: `{ "<name>": <what its run() returned>, … }`. Arguments pick benches by name
+ * (`main.js palette database`); none runs them all. Progress goes to stderr.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface BenchModule {
+  run(): Promise<Record<string, unknown>>;
+}
+
+async function main(): Promise<void> {
+  const wanted = new Set(process.argv.slice(2));
+  const names = readdirSync(__dirname)
+    .filter((f) => f.endsWith('.bench.js'))
+    .map((f) => f.slice(0, -'.bench.js'.length))
+    .filter((name) => wanted.size === 0 || wanted.has(name))
+    .sort();
+  if (names.length === 0) throw new Error(`No benchmark matches ${[...wanted].join(', ') || '*.bench.js'} in ${__dirname}`);
+  const summary: Record<string, unknown> = {};
+  for (const name of names) {
+    process.stderr.write(`[bench] ${name}…\n`);
+    const started = Date.now();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const bench = require(join(__dirname, `${name}.bench.js`)) as Partial<BenchModule>;
+    if (typeof bench.run !== 'function') throw new Error(`${name}.bench.js does not export run()`);
+    summary[name] = await bench.run();
+    process.stderr.write(`[bench] ${name} done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  }
+  console.log(JSON.stringify(summary));
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
