@@ -30,6 +30,7 @@ describe('Generations API (e2e)', () => {
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',
+      LOG_LEVEL: 'silent',
       PALETTE_WORKERS: '2',
       GEMINI_TIMEOUT_MS: '3000',
       GEMINI_MAX_RETRIES: '1',
