@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond node_modules, from Debian's packages only:
+#   - Chromium, for the Swagger UI browser test (playwright-core drives /usr/bin/chromium; it never
+#     downloads a browser);
+#   - Prometheus, unpacked into .tools/ (scripts/install-prometheus.sh), for the dashboard proof.
+# Idempotent and quick when both are present. Run by `npm test` (pretest) and by .ci/run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  sudo=""
+  if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "install-test-deps: /usr/bin/chromium is missing; install Debian's 'chromium' package (as root: apt-get install chromium)" >&2
+      exit 1
+    fi
+  fi
+  echo "install-test-deps: installing Debian's chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >&2
+  $sudo apt-get install -y -qq --no-install-recommends chromium >&2
+fi
+
+bash "$root/scripts/install-prometheus.sh" >/dev/null
