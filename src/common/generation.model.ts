@@ -87,3 +87,29 @@ export function emptyTimings(): GenerationTimings {
 export function isFinal(status: GenerationStatus): boolean {
   return FINAL_STATUSES.includes(status);
 }
+
+/** What a client asks for; everything else of a new generation follows from it. */
+export interface GenerationInput {
+  prompt: string;
+  aspectRatio: AspectRatio;
+  count: number;
+  paletteSize: number;
+}
+
+/** A freshly accepted generation: `queued`, nothing measured or produced yet. */
+export function newQueuedGeneration(id: string, model: string, input: GenerationInput, createdAt = new Date()): Generation {
+  return {
+    id,
+    status: 'queued',
+    stage: 'queued',
+    ...input,
+    model,
+    createdAt,
+    startedAt: null,
+    completedAt: null,
+    timings: emptyTimings(),
+    images: [],
+    usage: { inputTokens: 0, outputTokens: 0 },
+    error: null,
+  };
+}

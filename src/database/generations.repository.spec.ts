@@ -1,7 +1,7 @@
 import { HttpStatus } from '@nestjs/common';
 import { CompiledQuery, Kysely, LogEvent } from 'kysely';
 import { AppError } from '../common/app-error';
-import { emptyTimings, Generation } from '../common/generation.model';
+import { emptyTimings, Generation, newQueuedGeneration } from '../common/generation.model';
 import { newGenerationId } from '../common/ids';
 import { createDatabase, Database, migrateToLatest } from './database';
 import type { DatabaseSchema } from './database.schema';
@@ -13,21 +13,7 @@ const T0 = Date.UTC(2030, 0, 2, 3, 4, 5, 678);
 
 function generation(overrides: Partial<Generation> = {}): Generation {
   return {
-    id: newGenerationId(),
-    status: 'queued',
-    stage: 'queued',
-    prompt: 'a lighthouse at dusk',
-    model: 'gemini-2.5-flash-image',
-    aspectRatio: '1:1',
-    count: 1,
-    paletteSize: 5,
-    createdAt: new Date(T0),
-    startedAt: null,
-    completedAt: null,
-    timings: emptyTimings(),
-    images: [],
-    usage: { inputTokens: 0, outputTokens: 0 },
-    error: null,
+    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a lighthouse at dusk', aspectRatio: '1:1', count: 1, paletteSize: 5 }, new Date(T0)),
     ...overrides,
   };
 }

@@ -1,14 +1,14 @@
 import { HttpStatus, Injectable, Logger } from '@nestjs/common';
 import { AppError } from '../common/app-error';
 import {
-  AspectRatio,
-  emptyTimings,
   Generation,
   GenerationError,
+  GenerationInput,
   GenerationErrorCode,
   GenerationImage,
   GenerationStage,
   isFinal,
+  newQueuedGeneration,
 } from '../common/generation.model';
 import { newGenerationId } from '../common/ids';
 import { AppConfig } from '../config/app-config';
@@ -22,12 +22,7 @@ import { runStage } from '../telemetry/stage';
 import { withSpan } from '../telemetry/tracing';
 import { GenerationEvents } from './generation-events';
 
-export interface GenerationRequest {
-  prompt: string;
-  aspectRatio: AspectRatio;
-  count: number;
-  paletteSize: number;
-}
+export type GenerationRequest = GenerationInput;
 
 /** Why a running job was aborted: the user canceled it, or the process is stopping. */
 type AbortReason = 'CANCELED' | 'INTERRUPTED';
@@ -108,23 +103,7 @@ export class PipelineService {
         { 'Retry-After': String(this.retryAfterSeconds()) },
       );
     }
-    const generation: Generation = {
-      id: newGenerationId(),
-      status: 'queued',
-      stage: 'queued',
-      prompt: request.prompt,
-      model: this.config.gemini.model,
-      aspectRatio: request.aspectRatio,
-      count: request.count,
-      paletteSize: request.paletteSize,
-      createdAt: new Date(),
-      startedAt: null,
-      completedAt: null,
-      timings: emptyTimings(),
-      images: [],
-      usage: { inputTokens: 0, outputTokens: 0 },
-      error: null,
-    };
+    const generation = newQueuedGeneration(newGenerationId(), this.config.gemini.model, request);
     await this.repository.create(generation);
     const job: Job = { generation, controller: new AbortController(), started: false, done: Promise.resolve() };
     this.jobs.set(generation.id, job);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
-import { emptyTimings, Generation } from '../../src/common/generation.model';
+import { Generation, newQueuedGeneration } from '../../src/common/generation.model';
 import { newGenerationId } from '../../src/common/ids';
 import { loadConfig } from '../../src/config/app-config';
 import { ConfigModule } from '../../src/config/config.module';
@@ -14,21 +14,7 @@ import { GenerationsRepository } from '../../src/database/generations.repository
 
 function generation(overrides: Partial<Generation>): Generation {
   return {
-    id: newGenerationId(),
-    status: 'queued',
-    stage: 'queued',
-    prompt: 'a red bicycle',
-    model: 'gemini-2.5-flash-image',
-    aspectRatio: '1:1',
-    count: 1,
-    paletteSize: 5,
-    createdAt: new Date(),
-    startedAt: null,
-    completedAt: null,
-    timings: emptyTimings(),
-    images: [],
-    usage: { inputTokens: 0, outputTokens: 0 },
-    error: null,
+    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a red bicycle', aspectRatio: '1:1', count: 1, paletteSize: 5 }, new Date()),
     ...overrides,
   };
 }
