@@ -8,6 +8,8 @@ import { AppModule } from './app.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
 import { createValidationPipe } from './common/validation.pipe';
 import { AppConfig } from './config/app-config';
+import { httpServerDurationMiddleware } from './telemetry/http-server-metrics';
+import { httpServerDurationSource } from './telemetry/http-server-policy';
 
 /** JSON bodies are prompts plus a few fields: 4000 characters of UTF-8 fit easily. */
 export const JSON_BODY_LIMIT = '64kb';
@@ -31,6 +33,9 @@ export async function createApp(config: AppConfig, options: { logger?: false } =
 }
 
 export function configureApp(app: NestExpressApplication, config: AppConfig): INestApplication {
+  // Without span export http.server.request.duration comes from this middleware, not from the
+  // HTTP instrumentation (see httpServerDurationSource); first, so it times every other middleware.
+  if (httpServerDurationSource(config) === 'middleware') app.use(httpServerDurationMiddleware());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT, strict: true });
   app.set('trust proxy', 'loopback');
   app.disable('x-powered-by');

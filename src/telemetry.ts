@@ -6,6 +6,10 @@
  *
  * Everything it starts is turned off by `OTEL_SDK_DISABLED=true` (no SDK objects, no patching,
  * no metrics server), which is what the overhead benchmark compares against.
+ *
+ * Incoming HTTP requests are instrumented (server spans) only when spans are exported; otherwise
+ * `httpServerDurationMiddleware` (registered by `configureApp`) records http.server.request.duration
+ * alone. See `httpServerDurationSource` and docs/observability.md, "Overhead".
  */
 import { diag } from '@opentelemetry/api';
 import { getNumberFromEnv } from '@opentelemetry/core';
@@ -23,6 +27,7 @@ import { ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { ServerResponse } from 'node:http';
 import type { AppConfig } from './config/app-config';
 import { captureRouteOnFinish } from './telemetry/http-route';
+import { httpServerDurationSource, isUntracedRequest } from './telemetry/http-server-policy';
 import { metricViews } from './telemetry/metric-views';
 
 export interface TelemetryHandle {
@@ -30,19 +35,7 @@ export interface TelemetryHandle {
   shutdown(): Promise<void>;
 }
 
-/** Probes and scrapes: a span per kubelet probe or Prometheus scrape is noise, not signal. */
-const UNTRACED_PATHS = ['/health/live', '/health/ready', '/metrics', '/favicon.ico'];
-/**
- * Without GEMINI_API_KEY the Gemini emulator runs inside this process on its own port; its
- * `generateContent` requests are not API traffic and must not count in http.server.request.duration.
- */
-const EMULATOR_PATH = /^\/v1(beta)?\/models\//;
-
-/** Incoming requests that get neither a span nor an http.server.request.duration sample. */
-export function isUntracedRequest(url: string | undefined): boolean {
-  const path = (url ?? '').split('?')[0];
-  return UNTRACED_PATHS.includes(path) || EMULATOR_PATH.test(path);
-}
+export { isUntracedRequest } from './telemetry/http-server-policy';
 
 let active: TelemetryHandle | undefined;
 
@@ -76,11 +69,11 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
     spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }));
     metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), ...exportTiming() }));
   } else {
-    // A TracerProvider that records nothing: spans still get ids (log lines carry trace_id, which
-    // ties together one request and the pipeline work it started; incoming traceparents flow on),
-    // but no span data is built for nobody to receive.
+    // A TracerProvider that records nothing: spans still get ids (log lines written inside a
+    // generation carry its trace_id), but no span data is built for nobody to receive.
     spanProcessors.push(new NoopSpanProcessor());
   }
+  const serverSpans = httpServerDurationSource(config) === 'instrumentation';
 
   const sdk = new NodeSDK({
     serviceName: config.telemetry.serviceName,
@@ -94,8 +87,12 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
     // Logs go to stdout as JSON (pino, with trace ids); without this the SDK would default
     // to an OTLP log exporter aimed at localhost:4318.
     logRecordProcessors: [],
-    // HTTP: server spans (trace context for logs, parent of the pipeline spans) and
-    // http.server.request.duration; HttpSpanInterceptor adds route, controller and handler.
+    // HTTP with an OTLP endpoint: server spans (parent of the pipeline spans, trace ids for the
+    // request's log lines) and http.server.request.duration; HttpSpanInterceptor adds route,
+    // controller and handler. Without one, the instrumentation is kept for outgoing requests
+    // only (S3 calls: http.client.request.duration): its server side costs 0.14–0.18 ms of CPU per
+    // request (span, AsyncLocalStorage context, emitter binding) for spans nobody receives, and
+    // httpServerDurationMiddleware records the server histogram instead.
     // Not registered, on purpose: instrumentation-express, because Nest 12 is ESM and imports
     // express through the ESM loader, which require-in-the-middle never sees (an
     // import-in-the-middle loader hook makes it work, for one `request handler` span per request
@@ -103,6 +100,7 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
     // supports Nest < 12 only. See docs/observability.md.
     instrumentations: [
       new HttpInstrumentation({
+        disableIncomingRequestInstrumentation: !serverSpans,
         ignoreIncomingRequestHook: (req) => isUntracedRequest(req.url),
         // Server side only: there the response is a ServerResponse (client side: an IncomingMessage).
         responseHook: (_span, response) => {

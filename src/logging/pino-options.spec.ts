@@ -1,7 +1,7 @@
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { context, trace } from '@opentelemetry/api';
+import { context, INVALID_SPAN_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
 import pino from 'pino';
 import { pinoHttp } from 'pino-http';
 import { installTestTelemetry, TestTelemetry } from '../telemetry/testing';
@@ -55,6 +55,21 @@ describe('pinoHttpOptions', () => {
     expect(outside).not.toHaveProperty('trace_id');
   });
 
+  it('omits the ids under a span context that is not valid, and marks an unsampled one 00', () => {
+    const { stream, lines } = memoryStream();
+    const { mixin } = pinoHttpOptions({ logLevel: 'info' });
+    const logger = pino({ mixin }, stream);
+    // OTEL_SDK_DISABLED: the no-op tracer's spans carry the invalid (all-zero) context.
+    context.with(trace.setSpan(context.active(), trace.wrapSpanContext(INVALID_SPAN_CONTEXT)), () => logger.info('invalid'));
+    // Without an OTLP endpoint (AlwaysOff sampler) spans are not sampled but have real ids.
+    const unsampled = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.NONE };
+    context.with(trace.setSpan(context.active(), trace.wrapSpanContext(unsampled)), () => logger.info('unsampled'));
+
+    const [invalid, notSampled] = lines();
+    for (const key of ['trace_id', 'span_id', 'trace_flags']) expect(invalid).not.toHaveProperty(key);
+    expect(notSampled).toMatchObject({ trace_id: unsampled.traceId, span_id: unsampled.spanId, trace_flags: '00' });
+  });
+
   describe('request logging', () => {
     let server: Server;
     let base: string;
@@ -101,6 +116,9 @@ describe('pinoHttpOptions', () => {
       });
       expect(line.req).not.toHaveProperty('params');
       expect(line.res).toEqual({ statusCode: 200 });
+      // No server span here, as in the service without an OTLP endpoint: the line has no trace
+      // ids, and req.id is what ties a request's lines together.
+      expect(line).not.toHaveProperty('trace_id');
     });
 
     it('logs server errors at error level, replaces an invalid request id, and skips probes', async () => {

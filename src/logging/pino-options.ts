@@ -21,7 +21,7 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 /**
  * pino-http options for the whole service: JSON lines at `config.logLevel`, each carrying the
- * active span's `trace_id`/`span_id`, one line per finished request (method, url, status,
+ * active span's `trace_id`/`span_id` when there is one (`traceFields`), one line per finished request (method, url, status,
  * duration; never bodies), credentials redacted.
  */
 export function pinoHttpOptions(config: Pick<AppConfig, 'logLevel'>): Options<IncomingMessage, ServerResponse> {

@@ -9,8 +9,10 @@ export interface TraceFields {
 /**
  * The ids of the span active where a log line is written, under the names of the OpenTelemetry
  * log data model (`trace_id`, `span_id`, `trace_flags`), which Grafana/Loki derived fields and
- * Tempo's "logs for this span" look for. Empty when there is no valid span (telemetry off,
- * code outside any request or job).
+ * Tempo's "logs for this span" look for. Empty when there is no valid span: telemetry off, code
+ * outside any request or job, and, without an OTLP endpoint, a request's own lines (no server
+ * span is made then: there would be no trace to link to). pino-http's `req.id` still ties a
+ * request's lines together.
  */
 export function traceFields(): TraceFields {
   const ctx = trace.getActiveSpan()?.spanContext();

@@ -21,7 +21,8 @@ export function routeTemplate(request: RoutedRequest | undefined): string | unde
  * its RPC metadata, which labels `http.server.request.duration` with `http.route` on `close`.
  * `HttpSpanInterceptor` names the route for every handler that runs; this covers requests that
  * never reach an interceptor but did match a route: rejected by a guard (401, 429) or served by
- * plain Express routes (Swagger UI).
+ * plain Express routes (Swagger UI). Without span export, `httpServerDurationMiddleware` reads
+ * `routeTemplate(req)` on `close` instead.
  */
 export function captureRouteOnFinish(response: ServerResponse): void {
   const rpc = getRPCMetadata(otelContext.active());

@@ -12,7 +12,9 @@ import { routeTemplate } from './http-route';
  * (`GenerationsController.get`), and the name `METHOD /route`. The same route is handed to the
  * HTTP instrumentation through its RPC metadata, which is where the `http.route` attribute of
  * `http.server.request.duration` comes from (`captureRouteOnFinish` covers requests a guard
- * rejected before any interceptor ran).
+ * rejected before any interceptor ran). All this only when spans are exported: otherwise the
+ * instrumentation does not see incoming requests, there is no server span, and this does nothing
+ * (`httpServerDurationMiddleware` reads the route from Express itself).
  *
  * The server span is the one the HTTP instrumentation put into the RPC metadata; it is taken from
  * there rather than from the active span so that a child span started before the handler

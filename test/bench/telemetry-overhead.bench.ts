@@ -1,9 +1,11 @@
 /**
  * Telemetry overhead: the built service is started in three modes and loaded with autocannon:
  * - `off`: OTEL_SDK_DISABLED=true;
- * - `on`: the defaults (SDK, HTTP instrumentation, runtime and host metrics, Prometheus reader,
- *   trace ids in every log line; no OTLP endpoint, so no span is recorded);
- * - `otlp`: OTLP export of every span and of metrics (1 s interval) to a receiver in this process.
+ * - `on`: the defaults (SDK, Prometheus reader, runtime and host metrics; no OTLP endpoint, so no
+ *   span is recorded, incoming requests are not instrumented and http.server.request.duration
+ *   comes from `httpServerDurationMiddleware`; the HTTP instrumentation sees outgoing requests only);
+ * - `otlp`: OTLP export of every span and of metrics (1 s interval) to a receiver in this process;
+ *   incoming requests get instrumentation-http server spans, which also record the histogram.
  * Routes:
  * - a cheap API route, `GET /api/v1/generations/{id}` (one SQLite read, JSON answer), and
  * - the generation flow, `POST /api/v1/generations` with `Prefer: wait=30` (Gemini emulator in
@@ -15,8 +17,9 @@
  * on a 2-core machine where autocannon and the emulator compete for the same cores, it is the
  * steadier measure of overhead; throughput follows it.
  *
- * `npm run bench` calls `run()`; alone: `node dist-test/bench/telemetry-overhead.bench.js` after
- * building. BENCH_SECONDS (default 10) sets the measured seconds per route and run.
+ * `npm run bench -- telemetry-overhead` calls `run()`; alone:
+ * `node dist-tools/test/bench/telemetry-overhead.bench.js` after `npm run build && npm run build:tools`.
+ * BENCH_SECONDS (default 10) sets the measured seconds per route and run.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
