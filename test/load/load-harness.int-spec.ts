@@ -1,0 +1,206 @@
+/**
+ * The load harness itself: its parsers and statistics on known inputs, and one tiny scenario run
+ * for real (emulator process + service process from dist/, open-loop traffic, /metrics and /proc
+ * sampling, report and charts), so `npm run load` cannot rot unnoticed. Needs `npm run build`.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { componentOf, summarizeProfile } from './cpu-profile';
+import { parseOptions } from './options';
+import { parsePrometheusText, sumOf } from './prometheus-text';
+import { ROOT, startEmulator, type EmulatorProcess } from './processes';
+import { BEGIN, capacityAnswer, END, writeReport, type LoadResults } from './report';
+import { runScenario, type ScenarioPlan } from './scenarios';
+import { linearFit, Samples } from './stats';
+import { escapeXml, lineChart, niceTicks } from './svg-chart';
+import { multipartImage } from './traffic';
+
+describe('load harness helpers', () => {
+  it('reads the Prometheus text format the service exports', () => {
+    const text = [
+      '# HELP gemini_semaphore_in_flight Gemini calls holding a semaphore slot',
+      '# TYPE gemini_semaphore_in_flight gauge',
+      'gemini_semaphore_in_flight{otel_scope_name="hybrid-image-search"} 7',
+      'pipeline_generations_total{status="succeeded",otel_scope_name="x"} 40',
+      'pipeline_generations_total{status="failed",error_code="GEMINI_TIMEOUT",otel_scope_name="x"} 2',
+      'weird_label{path="a \\"quoted\\" \\\\ path"} 1.5e3',
+      'http_bucket{le="+Inf"} +Inf',
+      'not a sample line',
+    ].join('\n');
+    const samples = parsePrometheusText(text);
+    expect(samples).toHaveLength(5);
+    expect(sumOf(samples, 'gemini_semaphore_in_flight')).toBe(7);
+    expect(sumOf(samples, 'pipeline_generations_total')).toBe(42);
+    expect(sumOf(samples, 'pipeline_generations_total', { status: 'failed' })).toBe(2);
+    expect(samples.find((s) => s.name === 'weird_label')).toEqual({ name: 'weird_label', labels: { path: 'a "quoted" \\ path' }, value: 1500 });
+    expect(sumOf(samples, 'http_bucket')).toBe(Number.POSITIVE_INFINITY);
+    expect(sumOf(samples, 'absent_metric')).toBeNaN();
+  });
+
+  it('computes nearest-rank percentiles and least-squares slopes', () => {
+    const samples = new Samples();
+    for (let i = 1; i <= 100; i++) samples.add(i);
+    expect(samples.percentile(50)).toBe(50);
+    expect(samples.percentile(99)).toBe(99);
+    expect(samples.percentile(100)).toBe(100);
+    expect(samples.summary()).toMatchObject({ count: 100, p50: 50, p95: 95, p99: 99, max: 100, mean: 50.5 });
+    expect(new Samples().summary().p99).toBeNull();
+    const fit = linearFit([
+      [0, 1],
+      [1, 3],
+      [2, 5],
+    ]);
+    expect(fit?.slope).toBeCloseTo(2);
+    expect(fit?.intercept).toBeCloseTo(1);
+    expect(fit?.r2).toBeCloseTo(1);
+    expect(linearFit([[1, 1]])).toBeNull();
+  });
+
+  it('draws a chart as SVG with round ticks, one line per series and escaped text', () => {
+    expect(niceTicks(0, 47)).toEqual([0, 10, 20, 30, 40]);
+    expect(niceTicks(0, 1)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    const svg = lineChart({
+      title: 'p99 < 50 ms & more',
+      xLabel: 'x',
+      yLabel: 'y',
+      series: [
+        { name: 'a', points: [[0, 1], [1, 2], [2, null], [3, 4]] },
+        { name: 'b', points: [[0, 5], [3, 6]] },
+      ],
+      hLines: [{ y: 50, label: 'budget' }],
+    });
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg).toContain(escapeXml('p99 < 50 ms & more'));
+    expect(svg).not.toContain('p99 < 50');
+    // Series a is broken by its null into two polylines; series b is one.
+    expect(svg.match(/<polyline/g)).toHaveLength(3);
+  });
+
+  it('attributes V8 profile samples to functions and components, pool waits as idle', () => {
+    const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 0, scriptId: '0', columnNumber: 0 });
+    const profile = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)', ''), children: [2, 3, 4, 5] },
+        { id: 2, callFrame: frame('(idle)', '') },
+        { id: 3, callFrame: frame('parse', 'file:///app/node_modules/@google/genai/dist/node/index.cjs') },
+        { id: 4, callFrame: frame('all', 'file:///app/dist/database/node-sqlite.dialect.js') },
+        { id: 5, callFrame: frame('atomicsWaitLoop', 'file:///app/node_modules/piscina/dist/worker.js') },
+      ],
+      // Each delta belongs to the sample before it.
+      samples: [3, 3, 4, 2, 5],
+      timeDeltas: [0, 1000, 2000, 2000, 4000, 8000],
+      startTime: 0,
+      endTime: 16000,
+    };
+    const summary = summarizeProfile(profile, 'CPU.1.2.0.1.cpuprofile');
+    expect(summary.components).toEqual([
+      { name: '@google/genai', ms: 3, shareOfBusy: 0.6 },
+      { name: 'service: database', ms: 2, shareOfBusy: 0.4 },
+    ]);
+    expect(summary.busyShare).toBeCloseTo(5 / 17, 2);
+    expect(componentOf('node:internal/deps/undici/undici', 'x')).toBe('node: internal');
+    expect(componentOf('', '(garbage collector)')).toBe('V8 garbage collector');
+  });
+
+  it('parses flags over LOAD_* variables and rejects unknown ones', () => {
+    const opts = parseOptions(['--scenarios=steady,burst', '--rates=1,2', '--env=PALETTE_WORKERS=1', '--report'], { LOAD_PROFILE: 'full', LOAD_SCENARIOS: 'soak' });
+    expect(opts).toMatchObject({ scenarios: ['steady', 'burst'], profile: 'full', rates: [1, 2], serviceEnv: { PALETTE_WORKERS: '1' }, report: true, moonshotRate: 40 });
+    expect(() => parseOptions(['--nope=1'])).toThrow(/Unknown flag/);
+    expect(() => parseOptions(['--scenarios=unknown'])).toThrow(/Unknown scenario/);
+    expect(() => parseOptions(['--rate-429=2'])).toThrow(/rate-429/);
+  });
+});
+
+describe('a load run, end to end', () => {
+  let emulator: EmulatorProcess;
+  const workDir = mkdtempSync(join(tmpdir(), 'his-load-test-'));
+
+  beforeAll(async () => {
+    if (!existsSync(join(ROOT, 'dist', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    emulator = await startEmulator({ EMULATOR_LATENCY: 'uniform:100-300', EMULATOR_SEED: '7' }, join(workDir, 'emulator.log'));
+  });
+
+  afterAll(async () => {
+    await emulator?.stop(5000);
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('drives a service with palette work on the main thread, samples it, and writes the report', async () => {
+    const opts = parseOptions(['--scenarios=palette'], {});
+    const png = Buffer.from(
+      await (await fetch(`${emulator.url}/v1/models/m:generateContent`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': 'k' },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'a red square [emulator:latency=0]' }] }], generationConfig: { responseModalities: ['IMAGE'] } }),
+      }).then((r) => r.json() as Promise<{ candidates: { content: { parts: { inlineData: { data: string } }[] } }[] }>)).candidates[0].content.parts[0].inlineData.data,
+      'base64',
+    );
+    const plan: ScenarioPlan = {
+      name: 'palette',
+      description: 'harness self-test',
+      runs: [
+        {
+          name: 'inline',
+          env: { PALETTE_MODE: 'inline', GEMINI_MAX_CONCURRENCY: '16', PALETTE_WORKERS: '1', LOG_LEVEL: 'warn' },
+          steps: [
+            {
+              label: '4 gen/s',
+              offeredGenerationsPerSecond: 4,
+              warmupS: 1,
+              workload: { durationMs: 3000, generations: { ratePerSecond: 4, waitShare: 0.5, pollMs: 250, downloadShare: 1 }, background: { live: 10, status: 10, history: 5, palette: 4 } },
+            },
+          ],
+        },
+      ],
+    };
+    const result = await runScenario(plan, {
+      opts,
+      emulator: { url: emulator.url, pid: emulator.pid },
+      prompts: ['a red apple', 'a blue sea'],
+      paletteUpload: multipartImage(png, 3),
+      workDir,
+      log: () => undefined,
+    });
+
+    const run = result.runs[0];
+    const step = run.steps[0];
+    expect(step.verdict.unexpectedErrors).toEqual({});
+    expect(step.generations!.accepted).toBeGreaterThan(3);
+    expect(step.generations!.finished.succeeded).toBeGreaterThan(0);
+    expect(step.routes['POST /api/v1/palettes'].outcomes['200']).toBeGreaterThan(0);
+    expect(step.routes['GET /health/live'].latencyMs.count).toBeGreaterThan(10);
+    expect(step.lightRoutesLatencyMs.p99).toBeGreaterThan(0);
+    // The sampler saw the process: /proc figures and the service's own metrics.
+    const tick = run.ticks.find((t) => t.rssMb !== null && t.eventLoopDelayP99Ms !== null && t.cpuPct !== null);
+    expect(tick).toBeDefined();
+    expect(tick!.rssMb!).toBeGreaterThan(30);
+    expect(Math.max(...run.ticks.map((t) => t.finished ?? 0))).toBeGreaterThan(0);
+
+    const results: LoadResults = {
+      startedAt: '2026-01-01T00:00:00.000Z',
+      finishedAt: '2026-01-01T00:00:10.000Z',
+      command: 'npm run load -- --scenarios=palette',
+      profile: 'short',
+      machine: { cpus: 2, cpuModel: 'test', memoryGb: 4, node: process.version, load1Before: 0, load1After: 0 },
+      emulator: { latency: 'uniform:100-300', rate429: 0, hangRate: 0, note: '' },
+      scenarios: [result],
+    };
+    expect(capacityAnswer(results).palette?.inline?.lightP99Ms).toBe(step.lightRoutesLatencyMs.p99);
+    const doc = join(workDir, 'capacity.md');
+    const written = writeReport(results, doc, join(workDir, 'charts'));
+    const text = readFileSync(doc, 'utf8');
+    expect(text).toContain(BEGIN);
+    expect(text).toContain(END);
+    expect(text).toContain('PALETTE_MODE=inline');
+    expect(written.some((f) => f.endsWith('palette-inline-vs-pool.svg'))).toBe(true);
+    // Regenerating replaces the generated part and keeps what people wrote around it.
+    const edited = `# Capacity\n\nHand-written analysis.\n\n${text.slice(text.indexOf(BEGIN))}\n\nMore notes.\n`;
+    writeFileSync(doc, edited);
+    writeReport(results, doc, join(workDir, 'charts'));
+    const again = readFileSync(doc, 'utf8');
+    expect(again.startsWith('# Capacity\n\nHand-written analysis.')).toBe(true);
+    expect(again.trimEnd().endsWith('More notes.')).toBe(true);
+    expect(again.split(BEGIN)).toHaveLength(2);
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * `npm run load`: the load harness. Starts the Gemini emulator as its own process (realistic
+ * latency: log-normal, median 8 s, tail to 60 s, a few 429s and hangs), then for each scenario a
+ * fresh service pointed at it, drives open-loop traffic, samples `/metrics` and /proc every second,
+ * and prints one JSON summary as the last line of stdout. Progress goes to stderr. Flags and
+ * `LOAD_*` variables: see options.ts. The default is the short profile (≤ 3 minutes, every scenario
+ * scaled down); `--profile=full --report` is the run behind docs/capacity.md.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { renderPng } from '../../src/gemini/emulator/emulator-image';
+import { parseOptions, type LoadOptions } from './options';
+import { loadAverage, ROOT, startEmulator, useDistSnapshot, type EmulatorProcess } from './processes';
+import { capacityAnswer, writeReport, type LoadResults } from './report';
+import { planScenarios, runScenario, type ScenarioResult } from './scenarios';
+import { multipartImage } from './traffic';
+
+/**
+ * A small prompt set, all 1:1 (1024², what the moonshot is about): the emulator caches 64 rendered
+ * PNGs, so after the warm-up it only encodes cached bytes and is not the bottleneck under test.
+ */
+export const PROMPTS = [
+  'a red apple on a blue table',
+  'a teal wave under a gold sky',
+  'navy night over an orange desert',
+  'a green forest with a brown path',
+  'pink flowers in a white vase',
+  'a purple mountain at yellow dawn',
+  'a black cat on a beige sofa',
+  'turquoise sea and tan sand',
+  'a coral reef in deep blue water',
+  'a silver car on a grey road',
+  'lavender fields under a light blue sky',
+  'a crimson door in an ivory wall',
+  'an olive grove at dusk',
+  'a magenta neon sign in the rain',
+  'a maroon train crossing a lime meadow',
+  'an indigo storm over a salmon beach',
+];
+
+const log = (line: string) => process.stderr.write(`[load] ${line}\n`);
+
+async function warmEmulator(emulator: EmulatorProcess): Promise<Buffer> {
+  let firstPng: Buffer | undefined;
+  for (const prompt of PROMPTS) {
+    // Faults are rolled per request even with a latency directive: a few tries, each bounded.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        const res = await fetch(`${emulator.url}/v1/models/gemini-2.5-flash-image:generateContent`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-goog-api-key': 'load-test' },
+          body: JSON.stringify({
+            contents: [{ role: 'user', parts: [{ text: `${prompt} [emulator:latency=0]` }] }],
+            generationConfig: { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: '1:1' } },
+          }),
+          signal: AbortSignal.timeout(5000),
+        });
+        if (!res.ok) continue;
+        const body = (await res.json()) as { candidates?: { content?: { parts?: { inlineData?: { data?: string } }[] } }[] };
+        const data = body.candidates?.[0]?.content?.parts?.find((p) => p.inlineData?.data)?.inlineData?.data;
+        if (data) {
+          firstPng ??= Buffer.from(data, 'base64');
+          break;
+        }
+      } catch {
+        // a hang or a refused connection: try again
+      }
+    }
+  }
+  if (!firstPng) throw new Error('the emulator produced no image during warm-up');
+  return firstPng;
+}
+
+function compact(scenarios: ScenarioResult[]): unknown {
+  return Object.fromEntries(
+    scenarios.map((s) => [
+      s.name,
+      s.runs.map((run) => ({
+        run: run.name,
+        settings: run.env,
+        steps: run.steps.map(({ lightP99BySecond: _perSecond, fromT: _from, toT: _to, ...step }) => step),
+        saturation: run.saturation,
+        memoryTrend: run.memoryTrend,
+        cpuProfile: run.profiles.map((p) => ({ file: p.file, busyShare: p.busyShare, top: p.components.slice(0, 6) })),
+        harness: { maxArrivalLagMs: run.maxArrivalLagMs, dropped: run.dropped },
+      })),
+    ]),
+  );
+}
+
+async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void): Promise<LoadResults> {
+  const startedAt = new Date().toISOString();
+  const load1Before = loadAverage()?.[0] ?? null;
+  const workDir = mkdtempSync(join(tmpdir(), 'his-load-'));
+  log(`work dir ${workDir} (service and emulator logs); profile ${opts.profile}; scenarios ${opts.scenarios.join(', ')}`);
+  let emulator: EmulatorProcess | undefined;
+  const scenarios: ScenarioResult[] = [];
+  const results = (): LoadResults => ({
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    command: `npm run load${opts.argv.length ? ` -- ${opts.argv.join(' ')}` : ''}`,
+    profile: opts.profile,
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      load1Before,
+      load1After: loadAverage()?.[0] ?? null,
+    },
+    emulator: {
+      latency: opts.target ? 'the target\'s own Gemini' : opts.latency,
+      rate429: opts.rate429,
+      hangRate: opts.hangRate,
+      nice: opts.emulatorNice,
+      note: 'Its PNGs are 1024² with mild noise (≈ 700 KB; real Gemini PNGs are often 1.5–2 MB, so decode and copy costs here are on the low side).',
+    },
+    scenarios: [...scenarios],
+  });
+  const removeSnapshot = opts.target ? () => undefined : useDistSnapshot();
+  try {
+    let png: Buffer;
+    if (opts.target) {
+      // No emulator of ours to ask: paint the same kind of picture locally for the palette uploads.
+      png = await renderPng(PROMPTS[0], '1:1');
+    } else {
+      emulator = await startEmulator(
+        {
+          EMULATOR_LATENCY: opts.latency,
+          EMULATOR_RATE_429: String(opts.rate429),
+          EMULATOR_HANG_RATE: String(opts.hangRate),
+          EMULATOR_SEED: '20261124',
+        },
+        join(workDir, 'emulator.log'),
+      );
+      // Gemini is another machine in production; a nice emulator stands in for one that does not
+      // take CPU from the service when both want it (its own latency is timer-driven anyway).
+      if (opts.emulatorNice > 0) setPriority(emulator.pid, opts.emulatorNice);
+      log(`emulator pid ${emulator.pid} at ${emulator.url}, latency ${opts.latency}, nice ${opts.emulatorNice}`);
+      png = await warmEmulator(emulator);
+    }
+    const paletteUpload = multipartImage(png, 5);
+    for (const plan of planScenarios(opts)) {
+      const started = Date.now();
+      log(`scenario ${plan.name}: ${plan.description}`);
+      scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, workDir, log }));
+      log(`scenario ${plan.name} done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      // A long run that dies later keeps what it measured so far.
+      onProgress(results());
+    }
+  } finally {
+    await emulator?.stop(5000);
+    removeSnapshot();
+  }
+  return results();
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const docFile = join(ROOT, 'docs', 'capacity.md');
+  const chartDir = join(ROOT, 'docs', 'capacity');
+  if (opts.reportFrom) {
+    const [results, ...extras] = opts.reportFrom.split(',').map((file) => JSON.parse(readFileSync(file.trim(), 'utf8')) as LoadResults);
+    for (const file of writeReport(results, docFile, chartDir, extras)) log(`wrote ${file}`);
+    console.log(JSON.stringify({ capacity: capacityAnswer(results), scenarios: compact(results.scenarios) }));
+    return;
+  }
+  const out = opts.out ?? join(ROOT, 'dist-tools', 'load-results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(out, '..'), { recursive: true });
+  const results = await run(opts, (partial) => writeFileSync(out, JSON.stringify(partial)));
+  writeFileSync(out, JSON.stringify(results));
+  log(`full results (time series included): ${out}`);
+  if (opts.report) for (const file of writeReport(results, docFile, chartDir)) log(`wrote ${file}`);
+  console.log(
+    JSON.stringify({
+      startedAt: results.startedAt,
+      command: results.command,
+      machine: results.machine,
+      emulator: results.emulator,
+      capacity: capacityAnswer(results),
+      scenarios: compact(results.scenarios),
+      resultsFile: out,
+    }),
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
