@@ -6,8 +6,8 @@
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { freePort } from '../support/service-process';
 
 /** The package root, found upwards from here (this file runs from test/load and dist-tools/test/load). */
 export function packageRoot(from = __dirname): string {
@@ -44,13 +44,7 @@ export function useDistSnapshot(): () => void {
   };
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
+export { freePort };
 
 export interface ManagedProcess {
   readonly pid: number;
