@@ -13,6 +13,7 @@
  *   --hang-rate=P       LOAD_GEMINI_HANG_RATE  share that never answer (default 0.002)
  *   --emulator-nice=N   LOAD_EMULATOR_NICE     niceness of the emulator process, 0..19 (default 0: same priority as the service)
  *   --env=K=V           (repeatable)     extra service environment for every scenario
+ *   --node-arg=ARG      (repeatable)     extra `node` flag for the service (e.g. --max-semi-space-size=64)
  *   --target=URL        LOAD_TARGET      use this running service instead of starting one
  *   --metrics-url=URL   LOAD_METRICS_URL its /metrics (default: same host, port 9464)
  *   --pid=N             LOAD_PID         its process id, for /proc CPU and RSS (optional)
@@ -39,6 +40,7 @@ export interface LoadOptions {
   hangRate: number;
   emulatorNice: number;
   serviceEnv: Record<string, string>;
+  serviceNodeArgs: string[];
   target: { baseUrl: string; metricsUrl: string; pid: number | undefined } | undefined;
   cpuProfile: boolean;
   report: boolean;
@@ -61,7 +63,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
   }
   const known = new Set([
     'scenarios', 'profile', 'rates', 'soak-seconds', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
-    'env', 'target', 'metrics-url', 'pid', 'cpu-profile', 'report', 'report-from', 'out',
+    'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'report', 'report-from', 'out',
   ]);
   const unknown = [...flags.keys()].filter((k) => !known.has(k));
   if (unknown.length > 0) throw new Error(`Unknown flag(s): ${unknown.map((k) => `--${k}`).join(', ')}`);
@@ -117,6 +119,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     hangRate: num('hang-rate', 'LOAD_GEMINI_HANG_RATE', 0.002, probability),
     emulatorNice: num('emulator-nice', 'LOAD_EMULATOR_NICE', 0, (n) => Number.isInteger(n) && n >= 0 && n <= 19),
     serviceEnv,
+    serviceNodeArgs: flags.get('node-arg') ?? [],
     target,
     cpuProfile: bool('cpu-profile', 'LOAD_CPU_PROFILE'),
     report: bool('report', 'LOAD_REPORT'),

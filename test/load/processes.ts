@@ -142,6 +142,7 @@ export async function startService(opts: {
   env: Record<string, string>;
   logFile: string;
   cpuProfileDir?: string;
+  nodeArgs?: string[];
 }): Promise<ServiceProcess> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -156,7 +157,7 @@ export async function startService(opts: {
     LOG_LEVEL: 'info',
     ...opts.env,
   };
-  const execArgv = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
+  const execArgv = [...(opts.nodeArgs ?? []), ...(opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [])];
   const { managed } = spawnNode(serviceEntry(), env, opts.logFile, execArgv);
   const baseUrl = `http://127.0.0.1:${port}`;
   try {

@@ -479,7 +479,13 @@ export function markdown(results: LoadResults, chartDir: string, docFile: string
   for (const scenario of results.scenarios) {
     lines.push(`#### ${scenario.name}`, '', `${scenario.description}.`, '');
     for (const run of scenario.runs) {
-      lines.push(`**${run.name}** — settings: \`${Object.entries(run.env).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'}\`; harness: worst arrival lag ${run.maxArrivalLagMs} ms, ${run.dropped} requests dropped by its outstanding-request guard.`, '');
+      const harnessDelay = Math.max(0, ...run.steps.map((s) => s.service.harnessEventLoopDelayP99Ms ?? 0));
+      lines.push(
+        `**${run.name}** — settings: \`${Object.entries(run.env).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'}\`; ` +
+          `load generator: worst arrival lag ${run.maxArrivalLagMs} ms, own event-loop delay p99 ≤ ${Math.round(harnessDelay)} ms (p99 over the seconds of each step), ` +
+          `${run.dropped} requests dropped by its outstanding-request guard.`,
+        '',
+      );
       lines.push(stepRows(run.steps), '');
       if (run.saturation) {
         const sat = run.saturation;

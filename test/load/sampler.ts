@@ -2,7 +2,7 @@
  * Once a second during a scenario: the service's `/metrics` (what its dashboards see) and /proc of
  * the service and emulator processes (ground truth for CPU and RSS, worker threads included).
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parsePrometheusText, sumOf, type MetricSample } from './prometheus-text';
 import { cpus } from 'node:os';
 import { loadAverage, readMachineCpu, readProc, readThreadCpu, type ProcSample, type ThreadCpu } from './processes';
@@ -18,6 +18,9 @@ export interface Tick {
   rssMb: number | null;
   emulatorCpuPct: number | null;
   harnessCpuPct: number;
+  /** The load generator's own event-loop delay p99 over the last second, ms (resolution excluded):
+   * when high, client-side latencies include the harness's lateness, not only the service's. */
+  harnessEventLoopDelayP99Ms: number;
   /** `nodejs_eventloop_delay_p99` of the last second, ms, as exported (includes the 10 ms resolution). */
   eventLoopDelayP99Ms: number | null;
   eventLoopDelayMaxMs: number | null;
@@ -56,6 +59,7 @@ export class Sampler {
   private readonly t0 = performance.now();
   private prev: { at: number; service?: ProcSample; threads?: ThreadCpu; emulator?: ProcSample; harness: NodeJS.CpuUsage; machine?: { busy: number; total: number } } | undefined;
   private scraping = false;
+  private readonly ownDelay = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
 
   constructor(
     private readonly target: { metricsUrl: string; pid?: number; emulatorPid?: number },
@@ -64,6 +68,7 @@ export class Sampler {
   ) {}
 
   start(): void {
+    this.ownDelay.enable();
     this.prev = {
       at: performance.now(),
       service: this.procOf(this.target.pid),
@@ -77,6 +82,7 @@ export class Sampler {
 
   async stop(): Promise<Tick[]> {
     clearInterval(this.timer);
+    this.ownDelay.disable();
     return this.ticks;
   }
 
@@ -135,6 +141,7 @@ export class Sampler {
         rssMb: service ? service.rssBytes / 1048576 : rssFromMetric === null ? null : rssFromMetric / 1048576,
         emulatorCpuPct,
         harnessCpuPct: harnessPct,
+        harnessEventLoopDelayP99Ms: Math.max(0, this.ownDelay.percentile(99) / 1e6 - ELD_RESOLUTION_MS),
         eventLoopDelayP99Ms: ms(get('nodejs_eventloop_delay_p99')),
         eventLoopDelayMaxMs: ms(get('nodejs_eventloop_delay_max')),
         eventLoopUtilization: get('nodejs_eventloop_utilization'),
@@ -155,6 +162,7 @@ export class Sampler {
         load1: loadAverage()?.[0] ?? null,
         clientInFlight: this.clientInFlight(),
       });
+      this.ownDelay.reset();
     } finally {
       this.scraping = false;
     }

@@ -224,6 +224,8 @@ export interface ResourceSummary {
   cpuPctMax: number | null;
   emulatorCpuPctMean: number | null;
   harnessCpuPctMean: number | null;
+  /** Worst per-second p99 of the load generator's own event-loop delay, ms: its measurement error bar. */
+  harnessEventLoopDelayP99Ms: number | null;
   rssMbPeak: number | null;
   heapUsedMbPeak: number | null;
   /** Worst per-second p99 of the event-loop delay, minus the monitor's 10 ms resolution. */
@@ -344,9 +346,10 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
       env,
       logFile: join(runDir, 'service.log'),
       cpuProfileDir: opts.cpuProfile ? profileDir : undefined,
+      nodeArgs: opts.serviceNodeArgs,
     });
     target = { baseUrl: service.baseUrl, metricsUrl: service.metricsUrl, pid: service.pid, stop: () => service.stop(30_000) };
-    ctx.log(`  ${run.name}: service pid ${service.pid} ${JSON.stringify(env)} (logs: ${service.logFile})`);
+    ctx.log(`  ${run.name}: service pid ${service.pid} ${JSON.stringify(env)}${opts.serviceNodeArgs.length ? ` node ${opts.serviceNodeArgs.join(' ')}` : ''} (logs: ${service.logFile})`);
   }
 
   const steps: StepResult[] = [];
@@ -493,6 +496,7 @@ function summarizeStep(
       cpuPctMax: seriesStats(col(window, (t) => t.cpuPct)).max,
       emulatorCpuPctMean: seriesStats(col(window, (t) => t.emulatorCpuPct)).mean,
       harnessCpuPctMean: seriesStats(col(window, (t) => t.harnessCpuPct)).mean,
+      harnessEventLoopDelayP99Ms: seriesStats(col(whole, (t) => t.harnessEventLoopDelayP99Ms ?? null)).p99,
       rssMbPeak: seriesStats(col(whole, (t) => t.rssMb)).max,
       heapUsedMbPeak: seriesStats(col(whole, (t) => t.heapUsedMb)).max,
       eventLoopDelayP99Ms: eld.length ? round(Math.max(...eld) - ELD_RESOLUTION_MS, 1) : null,
