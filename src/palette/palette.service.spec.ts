@@ -77,7 +77,7 @@ describe('PaletteService with the real worker', () => {
   });
 
   it('exposes pool gauges that read the live pool', () => {
-    expect([...gauges.keys()].sort()).toEqual(['palette.pool.queue.size', 'palette.pool.utilization', 'palette.pool.workers']);
+    expect([...gauges.keys()].sort()).toEqual(['palette.pool.queue.size', 'palette.pool.utilization', 'palette.pool.waiting', 'palette.pool.workers']);
     expect(gauges.get('palette.pool.workers')!()).toBe(2);
     expect(gauges.get('palette.pool.queue.size')!()).toBe(0);
     expect(gauges.get('palette.pool.utilization')!()).toBe(0);
@@ -148,6 +148,76 @@ describe('PaletteService pool behaviour', () => {
     await Promise.all([running, ...queued]);
     expect(service.isAccepting()).toBe(true);
     await expect(service.extract(bytes('room again'), 5)).resolves.toMatchObject({ width: 10 });
+  });
+
+  it('with waitForRoom, waits in arrival order for a full queue instead of failing, and reports the wait', async () => {
+    const service = start(1, 1);
+    const finished: string[] = [];
+    const track = (command: string, opts = {}) =>
+      service.extract(bytes(command), 1, opts).then((r) => {
+        finished.push(command);
+        return r;
+      });
+    const filled = [track('sleep:100'), track('sleep:20')];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const waiting = [track('w1', { waitForRoom: true }), track('w2', { waitForRoom: true }), track('w3', { waitForRoom: true })];
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(service.stats()).toMatchObject({ queued: 1, waiting: 3 });
+    // A caller without waitForRoom is still refused at once.
+    await expect(service.extract(bytes('impatient'), 1)).rejects.toMatchObject({ code: 'PALETTE_BUSY' });
+
+    await Promise.all([...filled, ...waiting]);
+    expect(finished).toEqual(['sleep:100', 'sleep:20', 'w1', 'w2', 'w3']);
+    expect(service.stats()).toMatchObject({ queued: 0, waiting: 0 });
+  });
+
+  it('a caller waiting for room leaves the line when its signal aborts; the others keep their turn', async () => {
+    const service = start(1, 1);
+    const filled = [service.extract(bytes('sleep:150'), 1), service.extract(bytes('sleep:10'), 1)];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const controller = new AbortController();
+    const canceled = settle(service.extract(bytes('canceled'), 1, { waitForRoom: true, signal: controller.signal }));
+    const kept = service.extract(bytes('kept'), 1, { waitForRoom: true });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort('CANCELED');
+    expect((await canceled).error).toMatchObject({ name: 'AbortError' });
+    expect(service.stats().waiting).toBe(1);
+    await expect(kept).resolves.toMatchObject({ width: 4 });
+    await Promise.all(filled);
+    // An already-aborted signal never joins the line.
+    const aborted = new AbortController();
+    aborted.abort();
+    await Promise.all([service.extract(bytes('sleep:100'), 1), service.extract(bytes('sleep:1'), 1), settle(service.extract(bytes('x'), 1, { waitForRoom: true, signal: aborted.signal })).then((r) => expect(r.error).toMatchObject({ name: 'AbortError' }))]);
+  });
+
+  it('shutdown turns callers waiting for room away with PALETTE_BUSY, while accepted tasks finish', async () => {
+    const service = start(1, 1);
+    const accepted = [service.extract(bytes('sleep:100'), 1), service.extract(bytes('sleep:10'), 1)];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const waiting = settle(service.extract(bytes('waiting'), 1, { waitForRoom: true }));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const closing = service.onModuleDestroy();
+    expect((await waiting).error).toMatchObject({ code: 'PALETTE_BUSY', message: expect.stringMatching(/shutting down/) });
+    await expect(Promise.all(accepted)).resolves.toHaveLength(2);
+    await closing;
+  });
+
+  it('with transfer, moves a buffer that owns its memory to the worker; a slice of a shared buffer is copied', async () => {
+    const service = start(1, 4);
+    // Decoded like a Gemini image; Node gives a large decode its own exact-size ArrayBuffer.
+    const owned = Buffer.from(Buffer.alloc(700_001, 'a').toString('base64'), 'base64');
+    expect(owned.byteOffset === 0 && owned.buffer.byteLength === owned.byteLength).toBe(true);
+    await expect(service.extract(owned, 2, { transfer: true })).resolves.toMatchObject({ width: 700_001 });
+    expect(owned.byteLength).toBe(0); // detached: the bytes moved instead of being copied
+
+    const shared = Buffer.from('pooled'); // a slice of Node's shared allocation pool
+    expect(shared.buffer.byteLength).toBeGreaterThan(shared.byteLength);
+    await expect(service.extract(shared, 2, { transfer: true })).resolves.toMatchObject({ width: 6 });
+    expect(shared.toString()).toBe('pooled');
+
+    const kept = Buffer.from(Buffer.alloc(8192, 'b').toString('base64'), 'base64');
+    await service.extract(kept, 2);
+    expect(kept.byteLength).toBe(8192); // without transfer the caller's bytes stay
   });
 
   it('aborts a queued task through its signal without disturbing the running one', async () => {

@@ -30,10 +30,29 @@ export function resolveWorkerFile(dir: string = __dirname): string {
   return existsSync(compiled) ? compiled : join(dir, 'palette.worker.ts');
 }
 
+export interface PaletteExtractOptions {
+  /** Aborts the task, whether it waits for room, sits in the queue or runs (its AbortError rejects). */
+  signal?: AbortSignal;
+  /**
+   * Wait for room in a full queue instead of failing with PALETTE_BUSY (first come, first served;
+   * bounded by `signal`). For work already admitted upstream, such as a generated image whose Gemini
+   * call has been paid for; request/response callers keep the fast refusal.
+   */
+  waitForRoom?: boolean;
+  /**
+   * Hand the caller's bytes to the worker instead of copying them: the caller's buffer is detached
+   * (empty) once the call returns. Only a buffer that owns its whole ArrayBuffer is moved; a slice of
+   * Node's shared pool is copied as usual.
+   */
+  transfer?: boolean;
+}
+
 export interface PaletteStats {
   workers: number;
   busy: number;
   queued: number;
+  /** Callers (with `waitForRoom`) waiting for room in a full queue. */
+  waiting: number;
   /** busy / workers, right now. */
   utilization: number;
   /** Tasks finished by the pool since start (failed ones included). */
@@ -53,6 +72,8 @@ export class PaletteService implements OnModuleDestroy {
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
   private inFlight = 0;
+  /** Wake-ups of callers waiting for queue room, oldest first. */
+  private readonly roomWaiters: Array<() => void> = [];
   /** Exponentially weighted mean task time (ms), for Retry-After hints. */
   private meanTaskMs = 25;
   private readonly inlineTask: ((task: PaletteTask) => Promise<PaletteTaskResult>) | undefined;
@@ -82,26 +103,32 @@ export class PaletteService implements OnModuleDestroy {
     this.pool.on('error', (error: Error) => this.logger.error(`Palette pool error: ${error.message}`, error.stack));
     metrics.gauge('palette.pool.workers', 'Worker threads in the palette pool', () => this.pool.threads.length, '{thread}');
     metrics.gauge('palette.pool.queue.size', 'Palette tasks waiting for a worker', () => this.pool.queueSize, '{task}');
+    metrics.gauge('palette.pool.waiting', 'Palette tasks waiting for room in a full queue', () => this.roomWaiters.length, '{task}');
     metrics.gauge('palette.pool.utilization', 'Share of palette workers busy with a task', () => this.stats().utilization, '1');
   }
 
   /**
    * The palette of an encoded image (PNG, JPEG, WebP, AVIF, GIF, TIFF): `size` colours, most
-   * frequent first, shares of the opaque pixels. The caller's bytes are copied, never detached.
-   * Rejects with PaletteError, or with the AbortError of `signal`.
+   * frequent first, shares of the opaque pixels. The caller's bytes are copied, never detached,
+   * unless `transfer` is set. Rejects with PaletteError, or with the AbortError of `signal`.
    */
-  extract(image: Buffer | Uint8Array, size: number, opts: { signal?: AbortSignal } = {}): Promise<PaletteResult> {
+  extract(image: Buffer | Uint8Array, size: number, opts: PaletteExtractOptions = {}): Promise<PaletteResult> {
     if (!Number.isInteger(size) || size < MIN_PALETTE_SIZE || size > MAX_PALETTE_SIZE) {
       return Promise.reject(new RangeError(`palette size must be an integer ${MIN_PALETTE_SIZE}..${MAX_PALETTE_SIZE}, got ${size}`));
     }
     const task = withSpan('palette.extract', { 'palette.size': size, 'image.bytes': image.byteLength }, async (span) => {
-      if (this.closing) throw new PaletteError('PALETTE_BUSY', 'The palette pool is shutting down');
-      if (this.pool.queueSize >= this.maxQueue) throw this.busy();
+      if (this.closing) throw this.shuttingDown();
+      if (this.pool.queueSize >= this.maxQueue) {
+        if (!opts.waitForRoom) throw this.busy();
+        const waitStarted = performance.now();
+        await this.waitForRoom(opts.signal);
+        span.setAttribute('palette.wait_ms', Math.round(performance.now() - waitStarted));
+      }
       const started = performance.now();
       let outcome: Outcome = 'error';
       this.inFlight++;
       try {
-        const buffer = transferableCopy(image);
+        const buffer = opts.transfer && ownsWholeBuffer(image) ? image.buffer : transferableCopy(image);
         const answer = this.inlineTask
           ? await this.inlineTask({ image: buffer, size })
           : await this.pool.run({ image: buffer, size }, { transferList: [buffer], signal: opts.signal ?? null });
@@ -117,6 +144,8 @@ export class PaletteService implements OnModuleDestroy {
         const ms = performance.now() - started;
         this.meanTaskMs += 0.1 * (ms - this.meanTaskMs);
         this.metrics.recordPaletteTask(outcome, ms / 1000);
+        // A finished task lets the next queued one start, which frees one place in the queue.
+        this.roomWaiters.shift()?.();
       }
     });
     this.pending.add(task);
@@ -128,7 +157,7 @@ export class PaletteService implements OnModuleDestroy {
     const workers = this.pool.threads.length;
     const queued = this.pool.queueSize;
     const busy = Math.min(workers, Math.max(0, this.inFlight - queued));
-    return { workers, busy, queued, utilization: workers > 0 ? busy / workers : 0, completed: this.pool.completed };
+    return { workers, busy, queued, waiting: this.roomWaiters.length, utilization: workers > 0 ? busy / workers : 0, completed: this.pool.completed };
   }
 
   /** Readiness: false while shutting down or while the queue is full (new work would be refused). */
@@ -146,6 +175,8 @@ export class PaletteService implements OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // Callers waiting for room get PALETTE_BUSY (shutting down) at once; accepted tasks finish.
+    for (const wake of this.roomWaiters.splice(0)) wake();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_TIMEOUT_MS)));
     await Promise.race([Promise.allSettled([...this.pending]), timedOut]);
@@ -153,6 +184,37 @@ export class PaletteService implements OnModuleDestroy {
     if (this.pending.size > 0) this.logger.warn(`Giving up on ${this.pending.size} palette task(s) still pending at shutdown`);
     // Drops what is still queued, waits up to closeTimeout for running tasks, then destroys the threads.
     await this.pool.close({ force: true });
+  }
+
+  /**
+   * Resolves once the queue has room, in arrival order; re-checks on every wake-up because a caller
+   * without `waitForRoom` may take the place first (then this one waits again, at the front).
+   */
+  private async waitForRoom(signal: AbortSignal | undefined): Promise<void> {
+    let front = false;
+    while (this.pool.queueSize >= this.maxQueue) {
+      if (signal?.aborted) throw abortError(signal);
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const i = this.roomWaiters.indexOf(wake);
+          if (i >= 0) this.roomWaiters.splice(i, 1);
+          reject(abortError(signal as AbortSignal));
+        };
+        const wake = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        if (front) this.roomWaiters.unshift(wake);
+        else this.roomWaiters.push(wake);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      if (this.closing) throw this.shuttingDown();
+      front = true;
+    }
+  }
+
+  private shuttingDown(): PaletteError {
+    return new PaletteError('PALETTE_BUSY', 'The palette pool is shutting down');
   }
 
   private busy(): PaletteError {
@@ -167,6 +229,17 @@ export class PaletteService implements OnModuleDestroy {
     if (message === 'Task queue is at limit') return this.busy();
     return new PaletteError('PALETTE_ERROR', `Palette worker failed: ${message}`);
   }
+}
+
+/** The caller's cancellation as an AbortError, as Piscina reports an aborted queued task. */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error && reason.name === 'AbortError' ? reason : new DOMException(`Aborted: ${String(reason)}`, 'AbortError');
+}
+
+/** True when the view covers its whole, unshared ArrayBuffer, so transferring it moves nothing else. */
+function ownsWholeBuffer(image: Uint8Array): image is Uint8Array<ArrayBuffer> {
+  return image.buffer instanceof ArrayBuffer && image.byteOffset === 0 && image.byteLength === image.buffer.byteLength;
 }
 
 /**

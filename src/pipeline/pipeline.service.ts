@@ -103,6 +103,17 @@ export class PipelineService {
         { 'Retry-After': String(this.retryAfterSeconds()) },
       );
     }
+    const paletteBacklog = this.palette.stats().waiting;
+    if (paletteBacklog > 0) {
+      // Colour extraction is the bottleneck: admitted images already wait for the palette queue, and
+      // every generation admitted now would add another image (and its memory) to that wait.
+      throw new AppError(
+        HttpStatus.TOO_MANY_REQUESTS,
+        'QUEUE_FULL',
+        `Colour extraction is saturated (${paletteBacklog} image(s) wait for the palette queue); retry later`,
+        { 'Retry-After': String(this.palette.retryAfterSeconds()) },
+      );
+    }
     const generation = newQueuedGeneration(newGenerationId(), this.config.gemini.model, request);
     await this.repository.create(generation);
     const job: Job = { generation, controller: new AbortController(), started: false, done: Promise.resolve() };
@@ -253,7 +264,12 @@ export class PipelineService {
 
       await this.advance(job, 'palette');
       enter('palette');
-      const palette = await runStage(this.metrics, 'palette', attrs, () => this.palette.extract(image.data, g.paletteSize, { signal }));
+      // The Gemini call is paid for: wait for room in a full palette queue rather than fail the image
+      // (new generations are refused meanwhile, see submit). The bytes are stored already, so they
+      // move to the worker instead of being copied.
+      const palette = await runStage(this.metrics, 'palette', attrs, () =>
+        this.palette.extract(image.data, g.paletteSize, { signal, waitForRoom: true, transfer: true }),
+      );
       outcome.ms.palette = palette.ms;
       signal.throwIfAborted();
 

@@ -394,6 +394,39 @@ describe('Reliability: a crashed or saturated palette pool (e2e)', () => {
     await http.get('/health/ready').expect(200);
   });
 
+  it('a saturated pool makes admitted generations wait (not fail) and refuses new ones with 429 QUEUE_FULL until it drains', async () => {
+    writeFileSync(triggers.stall, '');
+    // Fill the pool: one task running (stalled), one queued (PALETTE_MAX_QUEUE=1).
+    const uploads = [postPalette(), postPalette()].map((req) => new Promise<request.Response>((resolve, reject) => req.end((e, r) => (e ? reject(e) : resolve(r)))));
+    const pipeline = app.get(PipelineService);
+    const palette = app.get(PaletteService);
+    await eventually(() => (palette.stats().queued === 1 ? true : undefined), 'the palette queue to fill');
+
+    // Two generations get their images from Gemini, store them and then wait for room in the queue.
+    const ids = await Promise.all([1, 2].map(async () => ((await http.post('/api/v1/generations').send({ prompt: 'a blue square' }).expect(202)).body as Body).id as string));
+    await eventually(() => (palette.stats().waiting === 2 ? true : undefined), 'both images to wait for the palette queue');
+    for (const id of ids) expect((await http.get(`/api/v1/generations/${id}`).expect(200)).body).toMatchObject({ status: 'running', stage: 'palette' });
+
+    // Meanwhile a new generation would only add to that wait: refused, with a hint when to come back.
+    const refused = await http.post('/api/v1/generations').send({ prompt: 'one more' }).expect(429);
+    expect(refused.body).toMatchObject({ statusCode: 429, code: 'QUEUE_FULL', message: expect.stringMatching(/palette/) });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(pipeline.activeJobs).toBe(2);
+
+    unlinkSync(triggers.stall);
+    for (const res of await Promise.all(uploads)) expect(res.status).toBe(200);
+    for (const id of ids) {
+      const done = await eventually(async () => {
+        const body = (await http.get(`/api/v1/generations/${id}`).expect(200)).body as Body;
+        return body.status === 'running' || body.status === 'queued' ? undefined : body;
+      }, `generation ${id} to finish`);
+      expect(done).toMatchObject({ status: 'succeeded', images: [{ palette: expect.arrayContaining([expect.objectContaining({ hex: expect.any(String) })]) }] });
+      expect(storedFiles(dataDir, id)).toHaveLength(1);
+    }
+    expect(palette.stats()).toMatchObject({ queued: 0, waiting: 0 });
+    await http.post('/api/v1/generations').set('Prefer', 'wait=30').send({ prompt: 'admitted again' }).expect(201);
+  });
+
   afterEach(() => {
     for (const file of Object.values(triggers)) if (existsSync(file)) unlinkSync(file);
   });
