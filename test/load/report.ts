@@ -71,6 +71,7 @@ function passes(step: StepResult): boolean {
 export function firstLimitOf(step: StepResult): string {
   const s = step.service;
   if ((s.geminiWaitingMax ?? 0) > 0 || (s.queueDepthMax ?? 0) > 0) return 'Gemini semaphore (calls queued for a slot)';
+  if ((s.paletteWaitingMax ?? 0) > 0) return 'palette pool (its queue full: generated images waited for room, new generations got 429)';
   if ((s.paletteQueueMax ?? 0) > 4) return 'palette pool (tasks queued for a worker)';
   if ((s.rssMbPeak ?? 0) > 1536) return 'memory (RSS over 1.5 GB)';
   const ours = (s.cpuPctMean ?? 0) + (s.emulatorCpuPctMean ?? 0) + (s.harnessCpuPctMean ?? 0);

@@ -31,6 +31,8 @@ export interface Tick {
   queueDepth: number | null;
   jobsActive: number | null;
   paletteQueue: number | null;
+  /** Generated images waiting for room in a full palette queue (new generations get 429 meanwhile). */
+  paletteWaiting: number | null;
   /** Seconds of GC pauses since start (`v8js_gc_duration_sum`, all kinds), and of major ones. */
   gcSeconds: number | null;
   gcMajorSeconds: number | null;
@@ -151,6 +153,7 @@ export class Sampler {
         queueDepth: get('pipeline_queue_depth'),
         jobsActive: get('pipeline_jobs_active'),
         paletteQueue: get('palette_pool_queue_size'),
+        paletteWaiting: get('palette_pool_waiting'),
         gcSeconds: get('v8js_gc_duration_sum'),
         gcMajorSeconds: get('v8js_gc_duration_sum', { v8js_gc_type: 'major' }),
         finished: get('pipeline_generations_total'),
