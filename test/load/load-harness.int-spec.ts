@@ -10,8 +10,8 @@ import { componentOf, summarizeProfile } from './cpu-profile';
 import { parseOptions } from './options';
 import { parsePrometheusText, sumOf } from './prometheus-text';
 import { ROOT, startEmulator, type EmulatorProcess } from './processes';
-import { BEGIN, capacityAnswer, END, writeReport, type LoadResults } from './report';
-import { runScenario, type ScenarioPlan } from './scenarios';
+import { arrivedPerSecond, BEGIN, capacityAnswer, END, failure, writeReport, type LoadResults } from './report';
+import { runScenario, type ScenarioPlan, type StepResult } from './scenarios';
 import { linearFit, Samples } from './stats';
 import { escapeXml, lineChart, niceTicks } from './svg-chart';
 import { multipartImage } from './traffic';
@@ -101,6 +101,35 @@ describe('load harness helpers', () => {
     expect(summary.busyShare).toBeCloseTo(5 / 17, 2);
     expect(componentOf('node:internal/deps/undici/undici', 'x')).toBe('node: internal');
     expect(componentOf('', '(garbage collector)')).toBe('V8 garbage collector');
+  });
+
+  it('judges a steady step by the arrivals it saw, and the sustained rate by the first failing step', () => {
+    const step = (rate: number, arrived: number, finished: number, p99 = 20): StepResult =>
+      ({
+        label: `${rate}/s`,
+        durationS: 60,
+        warmupS: 20,
+        offered: { generationsPerSecond: rate, requestsSent: 0 },
+        achieved: { generationsFinishedPerSecond: finished, generationsSucceededPerSecond: finished, requestsPerSecond: 0 },
+        generations: { offered: arrived * 60 },
+        lightRoutesLatencyMs: { p99 },
+        verdict: { lightP99Under50ms: p99 < 50, onlyDeliberateErrors: true, unexpectedErrors: {} },
+        service: {},
+      }) as unknown as StepResult;
+    // Poisson arrivals below the nominal rate: the service finished what came (4.1 of 4.48/s).
+    expect(arrivedPerSecond(step(5, 4.48, 4.1))).toBe(4.48);
+    expect(failure(step(5, 4.48, 4.1))).toBeNull();
+    expect(failure(step(5, 5, 4.1))).toBe('finished 4.1/s');
+    expect(failure(step(30, 31, 31, 61))).toBe('light p99 61 ms');
+
+    const results = {
+      scenarios: [{ name: 'steady', description: '', runs: [{ steps: [step(40, 40, 40, 70), step(10, 10, 10), step(20, 20, 20, 55), step(25, 25, 25)] }] }],
+    } as unknown as LoadResults;
+    const answer = capacityAnswer(results);
+    // 25/s passes, but 20/s failed first: the sweep's answer is the last rate before that, 10/s.
+    expect(answer.sustainedGenerationsPerSecond).toBe(10);
+    // Light routes late → the main thread, not whichever queue happened to fill.
+    expect(answer.firstLimit).toMatch(/^20\/s: light p99 55 ms → event loop \(delay p99/);
   });
 
   it('parses flags over LOAD_* variables and rejects unknown ones', () => {

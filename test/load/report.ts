@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import type { ProfileSummary } from './cpu-profile';
 import type { RunResult, ScenarioResult, StepResult } from './scenarios';
+import { round } from './stats';
 import { lineChart, type Series } from './svg-chart';
 
 export interface LoadResults {
@@ -50,13 +51,23 @@ export interface CapacityAnswer {
 
 const find = (results: LoadResults, name: string) => results.scenarios.find((s) => s.name === name);
 
-/** Why a step does not meet the bar (light p99 < 50 ms, only deliberate errors, ≥ 90 % of offered finished), or null. */
+/**
+ * Generations per second that actually arrived in a step. Open-loop arrivals are a Poisson process,
+ * so a 60 s step at 5/s brings 300 ± 17 (1σ) of them: the nominal rate is not what the service saw.
+ */
+export function arrivedPerSecond(step: StepResult): number {
+  const n = step.generations?.offered;
+  return n !== undefined && step.durationS > 0 ? (round(n / step.durationS, 2) ?? 0) : step.offered.generationsPerSecond;
+}
+
+/** Why a step does not meet the bar (light p99 < 50 ms, only deliberate errors, ≥ 90 % of arrivals finished), or null. */
 export function failure(step: StepResult): string | null {
   const reasons: string[] = [];
   if (!step.verdict.lightP99Under50ms) reasons.push(`light p99 ${step.lightRoutesLatencyMs.p99} ms`);
   if (!step.verdict.onlyDeliberateErrors) reasons.push('unexpected errors');
   const finished = step.achieved.generationsFinishedPerSecond ?? 0;
-  if (step.offered.generationsPerSecond > 0 && finished < 0.9 * step.offered.generationsPerSecond) {
+  const arrived = arrivedPerSecond(step);
+  if (step.offered.generationsPerSecond > 0 && finished < 0.9 * arrived) {
     // With an 8 s median, a step shorter than ~30 s is still filling up when it ends.
     reasons.push(step.durationS - step.warmupS < 30 ? 'too short to reach steady state' : `finished ${finished}/s`);
   }
@@ -67,28 +78,43 @@ function passes(step: StepResult): boolean {
   return failure(step) === null;
 }
 
-/** Names what gave out first in a failing step, from its own figures. */
+/**
+ * Names what gave out first in a failing step, from its own figures and from the way it failed:
+ * the light routes need nothing but the event loop and SQLite, so a light p99 over the bar is the
+ * main thread's doing even when a queue elsewhere is also filling; too few finished generations
+ * point at a queue, memory or the CPU as a whole.
+ */
 export function firstLimitOf(step: StepResult): string {
   const s = step.service;
-  if ((s.geminiWaitingMax ?? 0) > 0 || (s.queueDepthMax ?? 0) > 0) return 'Gemini semaphore (calls queued for a slot)';
-  if ((s.paletteWaitingMax ?? 0) > 0) return 'palette pool (its queue full: generated images waited for room, new generations got 429)';
-  if ((s.paletteQueueMax ?? 0) > 4) return 'palette pool (tasks queued for a worker)';
   if ((s.rssMbPeak ?? 0) > 1536) return 'memory (RSS over 1.5 GB)';
   const ours = (s.cpuPctMean ?? 0) + (s.emulatorCpuPctMean ?? 0) + (s.harnessCpuPctMean ?? 0);
-  if (ours + (s.othersCpuPctMean ?? 0) > 170) {
-    return (s.othersCpuPctMean ?? 0) > 40
-      ? `CPU: the two cores are saturated, ${s.othersCpuPctMean} % of a core of it by other work on the shared machine`
-      : 'CPU: the two cores are saturated (service + emulator + load generator)';
+  const coresSaturated = ours + (s.othersCpuPctMean ?? 0) > 170;
+  const cores = !coresSaturated
+    ? ''
+    : (s.othersCpuPctMean ?? 0) > 40
+      ? `; the two cores are saturated, ${s.othersCpuPctMean} % of a core of it by other work on the shared machine`
+      : '; the two cores are saturated (service + emulator + load generator)';
+  const finished = step.achieved.generationsFinishedPerSecond ?? 0;
+  if (step.offered.generationsPerSecond > 0 && finished < 0.9 * arrivedPerSecond(step)) {
+    if ((s.geminiWaitingMax ?? 0) > 0 || (s.queueDepthMax ?? 0) > 0) return 'Gemini semaphore (calls queued for a slot)';
+    if ((s.paletteWaitingMax ?? 0) > 0) return 'palette pool (its queue full: generated images waited for room, new generations got 429)';
+    if ((s.paletteQueueMax ?? 0) > 4) return 'palette pool (tasks queued for a worker)';
+    if (coresSaturated) return `CPU${cores}`;
   }
-  if ((s.eventLoopDelayP99Ms ?? 0) > 50) return 'event loop (delay p99 over 50 ms)';
+  if (!step.verdict.lightP99Under50ms) {
+    const busy = s.eventLoopUtilizationMean == null ? '' : `${Math.round(s.eventLoopUtilizationMean * 100)} % busy, `;
+    return `event loop (${busy}delay p99 ${fmt(s.eventLoopDelayP99Ms)} ms, GC ${fmt(s.gcPct)} % of the time${cores})`;
+  }
+  if (!step.verdict.onlyDeliberateErrors) return `errors: ${errorsText(step)}`;
   return 'none identified';
 }
 
 export function capacityAnswer(results: LoadResults): CapacityAnswer {
-  const steady = find(results, 'steady')?.runs[0]?.steps ?? [];
-  const passing = steady.filter(passes);
-  const best = passing.sort((a, b) => b.offered.generationsPerSecond - a.offered.generationsPerSecond)[0];
-  const firstFail = steady.filter((s) => !passes(s)).sort((a, b) => a.offered.generationsPerSecond - b.offered.generationsPerSecond)[0];
+  const steady = [...(find(results, 'steady')?.runs[0]?.steps ?? [])].sort((a, b) => a.offered.generationsPerSecond - b.offered.generationsPerSecond);
+  // Sustained = the highest rate with every rate below it passing too; the first failure ends the sweep.
+  const firstFailIndex = steady.findIndex((s) => !passes(s));
+  const firstFail = firstFailIndex >= 0 ? steady[firstFailIndex] : undefined;
+  const best = (firstFailIndex >= 0 ? steady.slice(0, firstFailIndex) : steady).at(-1);
   const readsRun = find(results, 'reads')?.runs[0];
   const reads = (readsRun?.steps ?? []).filter((s) => s.verdict.lightP99Under50ms && s.verdict.onlyDeliberateErrors);
   const sat = readsRun?.saturation;
@@ -342,10 +368,10 @@ function errorsText(step: StepResult): string {
 
 function stepRows(steps: StepResult[]): string {
   return table(
-    ['step', 'offered gen/s', 'finished gen/s', 'req/s answered', 'light p50 / p95 / p99 ms', 'in flight (mean)', 'CPU % svc / emu / load gen / others', 'CPU ms per generation: service (event loop / V8 GC+JIT threads / libvips decode / palette JS / libuv fs)', 'RSS peak MB', 'ELD p99 ms', 'GC % (major)', 'queue max', 'errors (status code: n)', 'meets the bar'],
+    ['step', 'offered gen/s (nominal / arrived)', 'finished gen/s', 'req/s answered', 'light p50 / p95 / p99 ms', 'in flight (mean)', 'CPU % svc / emu / load gen / others', 'CPU ms per generation: service (event loop / V8 GC+JIT threads / libvips decode / palette JS / libuv fs)', 'RSS peak MB', 'ELD p99 ms', 'GC % (major)', 'queue max', 'errors (status code: n)', 'meets the bar'],
     steps.map((s) => [
       s.label,
-      s.offered.generationsPerSecond,
+      s.offered.generationsPerSecond > 0 ? `${s.offered.generationsPerSecond} / ${fmt(arrivedPerSecond(s))}` : 0,
       fmt(s.achieved.generationsFinishedPerSecond),
       s.achieved.requestsPerSecond,
       `${fmt(s.lightRoutesLatencyMs.p50)} / ${fmt(s.lightRoutesLatencyMs.p95)} / ${fmt(s.lightRoutesLatencyMs.p99)}`,
@@ -450,7 +476,7 @@ export function markdown(results: LoadResults, chartDir: string, docFile: string
     table(
       ['question', 'answer'],
       [
-        ['highest steady generation rate passing (light p99 < 50 ms, only deliberate errors, ≥ 90 % finished)', fmt(answer.sustainedGenerationsPerSecond, ' /s')],
+        ['highest steady generation rate passing, with every lower rate passing too (light p99 < 50 ms, only deliberate errors, ≥ 90 % of arrivals finished)', fmt(answer.sustainedGenerationsPerSecond, ' /s')],
         ['concurrent generations (Gemini calls in flight) at that rate', fmt(answer.concurrentGenerations)],
         ['read requests/s answered with p99 < 50 ms (open loop, status + history, no generation running)', fmt(answer.sustainedReadRequestsPerSecond, ' /s')],
         [
