@@ -9,7 +9,12 @@ COPY src ./src
 RUN npx nest build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim AS runtime
+# Two malloc arenas and a fixed mmap threshold: libvips' multi-MB decode buffers are returned to the
+# OS instead of fragmenting per-thread arenas (RSS otherwise creeps under sustained palette work;
+# docs/capacity.md, "Memory").
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     PORT=3000 \
     METRICS_PORT=9464 \
     DATA_DIR=/data
