@@ -183,13 +183,8 @@ export function charts(results: LoadResults): Chart[] {
       yLabel: 'ms (log scale)',
       xMin: 0,
       yLog: true,
-      series: [
-        { name: 'p50', points: steady.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p50]) },
-        { name: 'p95', points: steady.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p95]) },
-        { name: 'p99', points: steady.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p99]) },
-        { name: 'event-loop delay p99', points: steady.steps.map((s) => [x(s), s.service.eventLoopDelayP99Ms]), dashed: true },
-      ],
-      hLines: [{ y: 50, label: '50 ms budget', color: '#d62728' }],
+      series: latencySeries(steady.steps, x),
+      hLines: [LATENCY_BUDGET_LINE],
     }));
     add('steady', 'throughput-vs-load.svg', lineChart({
       title: 'Generations finished vs offered (steady)',
@@ -229,13 +224,8 @@ export function charts(results: LoadResults): Chart[] {
       yLabel: 'ms (log scale)',
       xMin: 0,
       yLog: true,
-      series: [
-        { name: 'p50', points: reads.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p50]) },
-        { name: 'p95', points: reads.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p95]) },
-        { name: 'p99', points: reads.steps.map((s) => [x(s), s.lightRoutesLatencyMs.p99]) },
-        { name: 'event-loop delay p99', points: reads.steps.map((s) => [x(s), s.service.eventLoopDelayP99Ms]), dashed: true },
-      ],
-      hLines: [{ y: 50, label: '50 ms budget', color: '#d62728' }],
+      series: latencySeries(reads.steps, x),
+      hLines: [LATENCY_BUDGET_LINE],
     }));
   }
   const soak = find(results, 'soak')?.runs[0];
@@ -313,6 +303,18 @@ function lightP99PerSecond(run: RunResult): [number, number | null][] {
 }
 
 /** Two charts of a run over time: CPU by thread role (with the emulator and load generator), and memory. */
+const LATENCY_BUDGET_LINE = { y: 50, label: '50 ms budget', color: '#d62728' };
+
+/** Light-route p50/p95/p99 and the event-loop delay p99 of each step, against `x` of the step. */
+function latencySeries(steps: StepResult[], x: (s: StepResult) => number): Series[] {
+  return [
+    { name: 'p50', points: steps.map((s) => [x(s), s.lightRoutesLatencyMs.p50]) },
+    { name: 'p95', points: steps.map((s) => [x(s), s.lightRoutesLatencyMs.p95]) },
+    { name: 'p99', points: steps.map((s) => [x(s), s.lightRoutesLatencyMs.p99]) },
+    { name: 'event-loop delay p99', points: steps.map((s) => [x(s), s.service.eventLoopDelayP99Ms]), dashed: true },
+  ];
+}
+
 function resourceTimeline(run: RunResult, title: string): { cpu: string; memory: string } {
   const role = (pick: (t: NonNullable<RunResult['ticks'][number]['threadCpuPct']>) => number) => timeSeries(run, (t) => (t.threadCpuPct ? pick(t.threadCpuPct) : null));
   const cpu = lineChart({
