@@ -14,14 +14,13 @@ import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { loadConfig } from '../../src/config/app-config';
 import { PaletteService } from '../../src/palette/palette.service';
-import type { AppMetrics } from '../../src/telemetry/app-metrics';
 import { GLIBC_ALLOCATOR_ENV } from '../load/processes';
 import { encode, photoLikeRaw } from '../support/images';
+import { noopPaletteMetrics } from '../support/metrics';
 
 const DEFAULT_TASKS = 12_000;
 const CHECKPOINTS = 10;
 const IN_FLIGHT = 4;
-const noopMetrics = { gauge: () => undefined, recordPaletteTask: () => undefined } as unknown as AppMetrics;
 
 interface Checkpoint {
   tasks: number;
@@ -33,7 +32,7 @@ interface Checkpoint {
 /** The child: N tasks through a real pool, one JSON line per checkpoint on stdout. */
 async function child(tasks: number): Promise<void> {
   const images = await Promise.all(Array.from({ length: 8 }, (_, seed) => encode(photoLikeRaw(1024, 1024, seed + 1), 'png')));
-  const service = new PaletteService(loadConfig({ PALETTE_WORKERS: '2', PALETTE_MAX_QUEUE: String(IN_FLIGHT * 2) }), noopMetrics);
+  const service = new PaletteService(loadConfig({ PALETTE_WORKERS: '2', PALETTE_MAX_QUEUE: String(IN_FLIGHT * 2) }), noopPaletteMetrics);
   const started = performance.now();
   const every = Math.max(1, Math.floor(tasks / CHECKPOINTS));
   let next = 0;

@@ -22,9 +22,9 @@ import sharp from 'sharp';
 import { loadConfig } from '../../src/config/app-config';
 import { PaletteService } from '../../src/palette/palette.service';
 import paletteTask, { decodeForPalette, quantizeKmeans, quantizeMmcq, vibrantSwatches } from '../../src/palette/palette.worker';
-import type { AppMetrics } from '../../src/telemetry/app-metrics';
 import { ACCURACY_CASES, encode, matchPalette, photoLikeRaw, regionsRaw, type PaletteEntry } from '../support/images';
 import { naiveVibrant, pyletteLike } from './baselines';
+import { noopPaletteMetrics } from '../support/metrics';
 
 const ITERATIONS = 30;
 const WARMUP = 3;
@@ -78,7 +78,6 @@ async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unkno
   }) as [Timing, Timing];
 }
 
-const noopMetrics = { gauge: () => undefined, recordPaletteTask: () => undefined } as unknown as AppMetrics;
 
 function arrayBufferOf(image: Buffer): ArrayBuffer {
   const copy = new ArrayBuffer(image.byteLength);
@@ -234,7 +233,7 @@ async function pool(png1024: Buffer) {
   const coresBefore = await effectiveCores(cores);
   const byWorkers: Record<string, unknown> = {};
   for (let workers = 1; workers <= cores; workers++) {
-    const service = new PaletteService(loadConfig({ PALETTE_WORKERS: String(workers), PALETTE_MAX_QUEUE: String(POOL_TASKS) }), noopMetrics);
+    const service = new PaletteService(loadConfig({ PALETTE_WORKERS: String(workers), PALETTE_MAX_QUEUE: String(POOL_TASKS) }), noopPaletteMetrics);
     await Promise.all(Array.from({ length: workers * 2 }, () => service.extract(png1024, PALETTE_SIZE)));
     const single = await time(() => service.extract(png1024, PALETTE_SIZE), 15);
     const saturated = await saturate(() => Array.from({ length: POOL_TASKS }, () => service.extract(png1024, PALETTE_SIZE)));
@@ -277,7 +276,7 @@ async function scaling(png1024: Buffer) {
   const cores = availableParallelism();
   const services = Array.from(
     { length: cores },
-    (_, i) => new PaletteService(loadConfig({ PALETTE_WORKERS: String(i + 1), PALETTE_MAX_QUEUE: String(SCALING_TASKS) }), noopMetrics),
+    (_, i) => new PaletteService(loadConfig({ PALETTE_WORKERS: String(i + 1), PALETTE_MAX_QUEUE: String(SCALING_TASKS) }), noopPaletteMetrics),
   );
   for (const service of services) await Promise.all(Array.from({ length: 4 }, () => service.extract(png1024, PALETTE_SIZE)));
   const rounds: { effectiveCores: number; imagesPerSecond: Record<string, number> }[] = [];

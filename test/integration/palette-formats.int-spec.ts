@@ -8,7 +8,6 @@ import { deltaE2000Rgb } from '../../src/palette/delta-e';
 import { PaletteError } from '../../src/palette/palette.errors';
 import { PaletteService } from '../../src/palette/palette.service';
 import type { PaletteResult } from '../../src/palette/palette.types';
-import type { AppMetrics } from '../../src/telemetry/app-metrics';
 import {
   animatedGif,
   cmykJpeg,
@@ -29,8 +28,8 @@ import {
   regionsRaw,
   truncate,
 } from '../support/images';
+import { noopPaletteMetrics } from '../support/metrics';
 
-const metrics = { gauge: () => undefined, recordPaletteTask: () => undefined } as unknown as AppMetrics;
 
 function expectColors(result: PaletteResult, expected: readonly ColorShare[], maxDeltaE = 3, maxShareError = 0.03): void {
   const misses = matchPalette(expected, result.colors)
@@ -54,7 +53,7 @@ describe('palette formats through the worker pool', () => {
   let palettes: PaletteService;
 
   beforeAll(() => {
-    palettes = new PaletteService(loadConfig({ PALETTE_WORKERS: '2', PALETTE_MAX_QUEUE: '32' }), metrics);
+    palettes = new PaletteService(loadConfig({ PALETTE_WORKERS: '2', PALETTE_MAX_QUEUE: '32' }), noopPaletteMetrics);
   });
   afterAll(() => palettes.onModuleDestroy());
 
