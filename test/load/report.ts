@@ -65,13 +65,18 @@ export function failure(step: StepResult): string | null {
   const reasons: string[] = [];
   if (!step.verdict.lightP99Under50ms) reasons.push(`light p99 ${step.lightRoutesLatencyMs.p99} ms`);
   if (!step.verdict.onlyDeliberateErrors) reasons.push('unexpected errors');
-  const finished = step.achieved.generationsFinishedPerSecond ?? 0;
-  const arrived = arrivedPerSecond(step);
-  if (step.offered.generationsPerSecond > 0 && finished < 0.9 * arrived) {
+  if (finishedTooFew(step)) {
     // With an 8 s median, a step shorter than ~30 s is still filling up when it ends.
+    const finished = step.achieved.generationsFinishedPerSecond ?? 0;
     reasons.push(step.durationS - step.warmupS < 30 ? 'too short to reach steady state' : `finished ${finished}/s`);
   }
   return reasons.length ? reasons.join(', ') : null;
+}
+
+/** A generation step that finished fewer than 90 % of the generations that arrived. */
+function finishedTooFew(step: StepResult): boolean {
+  const finished = step.achieved.generationsFinishedPerSecond ?? 0;
+  return step.offered.generationsPerSecond > 0 && finished < 0.9 * arrivedPerSecond(step);
 }
 
 function passes(step: StepResult): boolean {
@@ -94,8 +99,7 @@ export function firstLimitOf(step: StepResult): string {
     : (s.othersCpuPctMean ?? 0) > 40
       ? `; the two cores are saturated, ${s.othersCpuPctMean} % of a core of it by other work on the shared machine`
       : '; the two cores are saturated (service + emulator + load generator)';
-  const finished = step.achieved.generationsFinishedPerSecond ?? 0;
-  if (step.offered.generationsPerSecond > 0 && finished < 0.9 * arrivedPerSecond(step)) {
+  if (finishedTooFew(step)) {
     if ((s.geminiWaitingMax ?? 0) > 0 || (s.queueDepthMax ?? 0) > 0) return 'Gemini semaphore (calls queued for a slot)';
     if ((s.paletteWaitingMax ?? 0) > 0) return 'palette pool (its queue full: generated images waited for room, new generations got 429)';
     if ((s.paletteQueueMax ?? 0) > 4) return 'palette pool (tasks queued for a worker)';
