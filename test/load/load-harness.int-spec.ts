@@ -7,6 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { componentOf, summarizeProfile } from './cpu-profile';
+import { memoryDetailOf, type ProbeSample } from './memory-detail';
+import { smapsByKind } from './memory-probe';
 import { parseOptions } from './options';
 import { parsePrometheusText, sumOf } from './prometheus-text';
 import { ROOT, startEmulator, type EmulatorProcess } from './processes';
@@ -132,6 +134,53 @@ describe('load harness helpers', () => {
     expect(answer.firstLimit).toMatch(/^20\/s: light p99 55 ms → event loop \(delay p99/);
   });
 
+  it('splits /proc smaps into glibc main heap and other anonymous memory, and finds the kind that grows', () => {
+    const smaps = [
+      '55d0c0000000-55d0c8000000 rw-p 00000000 00:00 0                          [heap]',
+      'Size:             131072 kB',
+      'Anonymous:         99000 kB',
+      '7f0000000000-7f0000040000 rw-p 00000000 00:00 0 ',
+      'Size:                256 kB',
+      'Anonymous:           256 kB',
+      '7f0000100000-7f0000200000 r-xp 00000000 08:01 1234                       /usr/lib/libc.so.6',
+      'Size:               1024 kB',
+      'Anonymous:             4 kB',
+      '7f0000300000-7f0000400000 rw-p 00000000 00:00 0',
+      'Size:               1024 kB',
+      'Anonymous:          1000 kB',
+      '7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]',
+      'Anonymous:           132 kB',
+    ].join('\n');
+    expect(smapsByKind(smaps)).toEqual({ brk: 99000, anon: 1256 });
+
+    // 20 minutes, a sample every 15 s: flat V8 heap, Buffers swinging, glibc's heap growing 1 MB/min.
+    const MB = 1024 * 1024;
+    const samples: ProbeSample[] = Array.from({ length: 81 }, (_, i) => ({
+      at: 1_000_000 + i * 15_000,
+      rssAnonKb: (300 + i * 0.25) * 1024,
+      rssFileKb: 70 * 1024,
+      threads: 16,
+      fds: 200,
+      v8MainPhysical: 150 * MB,
+      v8MainUsed: 80 * MB,
+      v8MainCodePhysical: 16 * MB,
+      v8MainNewPhysical: 60 * MB,
+      v8WorkersPhysical: 35 * MB,
+      arrayBuffers: (i % 2 ? 40 : 10) * MB,
+      mallocMainHeapKb: (100 + i * 0.25) * 1024,
+      anonMappingsKb: 200 * 1024,
+    }));
+    const detail = memoryDetailOf(samples, 1_000_000 + 60_000, 1_000_000 + 20 * 60_000, 'x.jsonl')!;
+    expect(detail).toMatchObject({ windowS: 1140, edgeS: 285, samples: 77 });
+    const row = (kind: string) => detail.rows.find((r) => r.kind === kind)!;
+    expect(row('glibc main heap ([heap])')).toMatchObject({ slopeMbPerMin: 1, secondHalfSlopeMbPerMin: 1 });
+    expect(row('glibc main heap ([heap])').endMb! - row('glibc main heap ([heap])').startMb!).toBeCloseTo(14.5, 0);
+    expect(row('V8 heap, main thread (resident)')).toMatchObject({ startMb: 150, endMb: 150, slopeMbPerMin: 0 });
+    expect(Math.abs(row('Buffers, main thread').slopeMbPerMin!)).toBeLessThan(0.1);
+    expect(row('  minus the V8 heaps: arenas, stacks, big chunks').startMb).toBe(15);
+    expect(memoryDetailOf(samples.slice(0, 3), 0, Infinity, 'x')).toBeNull();
+  });
+
   it('parses flags over LOAD_* variables and rejects unknown ones', () => {
     const opts = parseOptions(['--scenarios=steady,burst', '--rates=1,2', '--env=PALETTE_WORKERS=1', '--report'], { LOAD_PROFILE: 'full', LOAD_SCENARIOS: 'soak' });
     expect(opts).toMatchObject({ scenarios: ['steady', 'burst'], profile: 'full', rates: [1, 2], serviceEnv: { PALETTE_WORKERS: '1' }, report: true, moonshotRate: 40 });
@@ -156,7 +205,7 @@ describe('a load run, end to end', () => {
   });
 
   it('drives a service with palette work on the main thread, samples it, and writes the report', async () => {
-    const opts = parseOptions(['--scenarios=palette'], {});
+    const opts = parseOptions(['--scenarios=palette', '--memory-detail'], {});
     const png = Buffer.from(
       await (await fetch(`${emulator.url}/v1/models/m:generateContent`, {
         method: 'POST',
@@ -171,7 +220,8 @@ describe('a load run, end to end', () => {
       runs: [
         {
           name: 'inline',
-          env: { PALETTE_MODE: 'inline', GEMINI_MAX_CONCURRENCY: '16', PALETTE_WORKERS: '1', LOG_LEVEL: 'warn' },
+          // MEMORY_PROBE_MS: the memory probe (--memory-detail) samples often enough for a 3 s step.
+          env: { PALETTE_MODE: 'inline', GEMINI_MAX_CONCURRENCY: '16', PALETTE_WORKERS: '1', LOG_LEVEL: 'warn', MEMORY_PROBE_MS: '200' },
           steps: [
             {
               label: '4 gen/s',
@@ -205,6 +255,12 @@ describe('a load run, end to end', () => {
     expect(tick).toBeDefined();
     expect(tick!.rssMb!).toBeGreaterThan(30);
     expect(Math.max(...run.ticks.map((t) => t.finished ?? 0))).toBeGreaterThan(0);
+    // The memory probe ran inside the service and its samples cover the step's window.
+    const kind = (name: string) => run.memoryDetail!.rows.find((r) => r.kind === name)!;
+    expect(run.memoryDetail!.samples).toBeGreaterThanOrEqual(4);
+    expect(kind('V8 heap, main thread (resident)').endMb!).toBeGreaterThan(10);
+    expect(kind('RSS, anonymous').endMb!).toBeGreaterThan(kind('V8 heap, main thread (resident)').endMb!);
+    expect(kind('glibc main heap ([heap])').endMb!).toBeGreaterThan(1);
 
     const results: LoadResults = {
       startedAt: '2026-01-01T00:00:00.000Z',
@@ -222,6 +278,7 @@ describe('a load run, end to end', () => {
     expect(text).toContain(BEGIN);
     expect(text).toContain(END);
     expect(text).toContain('PALETTE_MODE=inline');
+    expect(text).toContain('Memory by kind');
     expect(written.some((f) => f.endsWith('palette-inline-vs-pool.svg'))).toBe(true);
     // Regenerating replaces the generated part and keeps what people wrote around it.
     const edited = `# Capacity\n\nHand-written analysis.\n\n${text.slice(text.indexOf(BEGIN))}\n\nMore notes.\n`;

@@ -18,6 +18,8 @@
  *   --metrics-url=URL   LOAD_METRICS_URL its /metrics (default: same host, port 9464)
  *   --pid=N             LOAD_PID         its process id, for /proc CPU and RSS (optional)
  *   --cpu-profile       LOAD_CPU_PROFILE=1  V8 CPU profiles of the service (moonshot, palette runs)
+ *   --memory-detail     LOAD_MEMORY_DETAIL=1 the service samples its own memory by kind (V8 spaces, workers,
+ *                                        Buffers, malloc; memory-probe.ts) every 15 s: a table per run
  *   --report            LOAD_REPORT=1    rewrite the generated part of docs/capacity.md and docs/capacity/*.svg
  *   --report-from=FILE[,FILE…]           only regenerate the report from saved results: the first gives the
  *                                        tables and charts, the others add their profiles (e.g. a --cpu-profile run)
@@ -43,6 +45,7 @@ export interface LoadOptions {
   serviceNodeArgs: string[];
   target: { baseUrl: string; metricsUrl: string; pid: number | undefined } | undefined;
   cpuProfile: boolean;
+  memoryDetail: boolean;
   report: boolean;
   reportFrom: string | undefined;
   out: string | undefined;
@@ -63,7 +66,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
   }
   const known = new Set([
     'scenarios', 'profile', 'rates', 'soak-seconds', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
-    'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'report', 'report-from', 'out',
+    'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'memory-detail', 'report', 'report-from', 'out',
   ]);
   const unknown = [...flags.keys()].filter((k) => !known.has(k));
   if (unknown.length > 0) throw new Error(`Unknown flag(s): ${unknown.map((k) => `--${k}`).join(', ')}`);
@@ -122,6 +125,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     serviceNodeArgs: flags.get('node-arg') ?? [],
     target,
     cpuProfile: bool('cpu-profile', 'LOAD_CPU_PROFILE'),
+    memoryDetail: bool('memory-detail', 'LOAD_MEMORY_DETAIL'),
     report: bool('report', 'LOAD_REPORT'),
     reportFrom: get('report-from', 'LOAD_REPORT_FROM'),
     out: get('out', 'LOAD_OUT'),

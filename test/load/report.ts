@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import type { ProfileSummary } from './cpu-profile';
+import type { MemoryDetail } from './memory-detail';
 import type { RunResult, ScenarioResult, StepResult } from './scenarios';
 import { round } from './stats';
 import { lineChart, type Series } from './svg-chart';
@@ -432,6 +433,17 @@ function generationRows(step: StepResult): string {
   ].join('\n');
 }
 
+function memoryDetailRows(d: MemoryDetail): string {
+  return [
+    `Memory by kind (\`--memory-detail\`: the service's own samples, ${d.samples} over the last ${d.windowS} s; start and end are means of the first and last ${d.edgeS} s):`,
+    '',
+    table(
+      ['kind', 'start MB', 'end MB', 'slope MB/min', 'second half MB/min'],
+      d.rows.map((r) => [r.kind.replace(/^ {2}/, '↳ '), fmt(r.startMb), fmt(r.endMb), fmt(r.slopeMbPerMin), fmt(r.secondHalfSlopeMbPerMin)]),
+    ),
+  ].join('\n');
+}
+
 function profileRows(profiles: ProfileSummary[]): string {
   if (profiles.length === 0) return '';
   const parts: string[] = [];
@@ -544,6 +556,7 @@ export function markdown(results: LoadResults, chartDir: string, docFile: string
           '',
         );
       }
+      if (run.memoryDetail) lines.push(memoryDetailRows(run.memoryDetail), '');
       const profiles = profileRows(run.profiles);
       if (profiles) lines.push(profiles);
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { HttpDriver, LIGHT_ROUTES, RouteRecorder, ROUTES } from './http-driver';
+import { memoryDetailOf, PROBE_FILE, PROBE_MODULE, readProbeSamples, type MemoryDetail } from './memory-detail';
 import type { LoadOptions, ScenarioName } from './options';
 import { loadAverage, startService } from './processes';
 import { Sampler, type Tick, ELD_RESOLUTION_MS } from './sampler';
@@ -305,6 +306,8 @@ export interface RunResult {
   saturation?: SaturationResult;
   ticks: Tick[];
   memoryTrend: MemoryTrend | null;
+  /** With --memory-detail: where the memory of the last step's window went, kind by kind. */
+  memoryDetail?: MemoryDetail | null;
   profiles: ProfileSummary[];
   maxArrivalLagMs: number;
   dropped: number;
@@ -341,6 +344,8 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
   const env = { ...run.env, ...opts.serviceEnv };
   const runDir = mkdtempSync(join(ctx.workDir, `${plan.name}-`));
   const profileDir = join(runDir, 'cpu-profiles');
+  const probeFile = join(runDir, PROBE_FILE);
+  const probe = opts.memoryDetail && !opts.target;
   let target: { baseUrl: string; metricsUrl: string; pid?: number; stop?: () => Promise<void> };
   if (opts.target) {
     target = opts.target;
@@ -350,10 +355,10 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
     const service = await startService({
       geminiUrl: ctx.emulator!.url,
       dataDir: join(runDir, 'data'),
-      env,
+      env: probe ? { ...env, MEMORY_PROBE_OUT: probeFile } : env,
       logFile: join(runDir, 'service.log'),
       cpuProfileDir: opts.cpuProfile ? profileDir : undefined,
-      nodeArgs: opts.serviceNodeArgs,
+      nodeArgs: probe ? [...opts.serviceNodeArgs, `--import=${PROBE_MODULE}`] : opts.serviceNodeArgs,
     });
     target = { baseUrl: service.baseUrl, metricsUrl: service.metricsUrl, pid: service.pid, stop: () => service.stop(30_000) };
     ctx.log(`  ${run.name}: service pid ${service.pid} ${JSON.stringify(env)}${opts.serviceNodeArgs.length ? ` node ${opts.serviceNodeArgs.join(' ')}` : ''} (logs: ${service.logFile})`);
@@ -364,6 +369,7 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
   const traffic = new TrafficRunner(driver, ctx.prompts, ctx.paletteUpload);
   const sampler = new Sampler({ metricsUrl: target.metricsUrl, pid: target.pid, emulatorPid: ctx.emulator?.pid }, () => driver.inFlight);
   const t0 = performance.now();
+  const wallT0 = Date.now();
   const now = () => (performance.now() - t0) / 1000;
   sampler.start();
   let saturation: SaturationResult | undefined;
@@ -395,8 +401,10 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
   const profiles = opts.cpuProfile && !opts.target ? summarizeProfiles(profileDir) : [];
   const last = pending.at(-1);
   const memoryTrend = last ? memoryTrendOf(sampler.ticks, last.fromT + last.plan.warmupS, last.toT) : null;
+  const memoryDetail =
+    probe && last ? memoryDetailOf(readProbeSamples(probeFile), wallT0 + (last.fromT + last.plan.warmupS) * 1000, wallT0 + last.toT * 1000, probeFile) : undefined;
   if (!opts.target) rmSync(join(runDir, 'data'), { recursive: true, force: true });
-  return { name: run.name, env, steps, saturation, ticks: sampler.ticks, memoryTrend, profiles, maxArrivalLagMs: round(traffic.maxArrivalLagMs, 0) ?? 0, dropped: driver.dropped };
+  return { name: run.name, env, steps, saturation, ticks: sampler.ticks, memoryTrend, memoryDetail, profiles, maxArrivalLagMs: round(traffic.maxArrivalLagMs, 0) ?? 0, dropped: driver.dropped };
 }
 
 /**

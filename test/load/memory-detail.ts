@@ -1,0 +1,110 @@
+/**
+ * `--memory-detail`: the samples of memory-probe.ts (written by the service itself) turned into a
+ * table of where the memory of a run's measured window went, kind by kind — so a soak whose RSS
+ * rises says whether that is the JS heap, compiled code, Buffers, malloc or thread memory.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { linearFit, round } from './stats';
+
+/** One line of the probe's output. Byte counts from V8/Node, kB counts from /proc. */
+export interface ProbeSample {
+  at: number;
+  rssAnonKb: number;
+  rssFileKb: number;
+  threads: number;
+  fds: number;
+  /** Committed-and-touched pages of every V8 space of the main thread. */
+  v8MainPhysical: number;
+  v8MainUsed: number;
+  /** Of v8MainPhysical: compiled code and bytecode (code and trusted spaces). */
+  v8MainCodePhysical: number;
+  /** Of v8MainPhysical: the young generation. */
+  v8MainNewPhysical: number;
+  /** Every worker thread's V8 heap (the palette pool). */
+  v8WorkersPhysical: number;
+  /** Buffers and ArrayBuffers of the main thread (their memory is malloc'd or mmapped). */
+  arrayBuffers: number;
+  /** glibc's main heap (`[heap]`), resident anonymous kB. */
+  mallocMainHeapKb: number;
+  /** Every other anonymous mapping: V8 pages, thread arenas and stacks, large malloc chunks. */
+  anonMappingsKb: number;
+}
+
+export interface MemoryKindRow {
+  kind: string;
+  /** Mean over the first and the last `edgeS` seconds of the window, MB. */
+  startMb: number | null;
+  endMb: number | null;
+  /** Linear fit over the whole window and over its second half, MB per minute. */
+  slopeMbPerMin: number | null;
+  secondHalfSlopeMbPerMin: number | null;
+}
+
+export interface MemoryDetail {
+  windowS: number;
+  edgeS: number;
+  samples: number;
+  rows: MemoryKindRow[];
+  /** Where the probe wrote, for a closer look. */
+  file: string;
+}
+
+export const PROBE_FILE = 'memory-probe.jsonl';
+/**
+ * The probe, for `node --import=`: compiled beside this file under dist-tools/, or its source when
+ * the harness itself runs from source (Jest): Node 24 strips the types of a .ts file it imports.
+ */
+export const PROBE_MODULE = join(__dirname, `memory-probe${extname(__filename)}`);
+
+const MB = 1024 * 1024;
+/** The kinds of the table, in MB: each a function of one sample. */
+const KINDS: [string, (s: ProbeSample) => number][] = [
+  ['RSS, anonymous', (s) => s.rssAnonKb / 1024],
+  ['RSS, file-backed', (s) => s.rssFileKb / 1024],
+  ['V8 heap, main thread (resident)', (s) => s.v8MainPhysical / MB],
+  ['  of which live objects', (s) => s.v8MainUsed / MB],
+  ['  of which young generation', (s) => s.v8MainNewPhysical / MB],
+  ['  of which code and bytecode', (s) => s.v8MainCodePhysical / MB],
+  ['V8 heaps, worker threads (resident)', (s) => s.v8WorkersPhysical / MB],
+  ['Buffers, main thread', (s) => s.arrayBuffers / MB],
+  ['glibc main heap ([heap])', (s) => s.mallocMainHeapKb / 1024],
+  ['other anonymous mappings', (s) => s.anonMappingsKb / 1024],
+  ['  minus the V8 heaps: arenas, stacks, big chunks', (s) => (s.anonMappingsKb * 1024 - s.v8MainPhysical - s.v8WorkersPhysical) / MB],
+];
+
+export function readProbeSamples(file: string): ProbeSample[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as ProbeSample & { error?: string })
+    .filter((s) => s.error === undefined);
+}
+
+/**
+ * The table for the samples taken between `fromMs` and `toMs` (epoch ms). The edges are 5 minutes
+ * (a quarter of the window if that is shorter), long enough to average out the Buffers that come
+ * and go with the images in flight.
+ */
+export function memoryDetailOf(samples: readonly ProbeSample[], fromMs: number, toMs: number, file: string): MemoryDetail | null {
+  const window = samples.filter((s) => s.at >= fromMs && s.at <= toMs);
+  if (window.length < 4) return null;
+  const start = window[0].at;
+  const span = (window[window.length - 1].at - start) / 1000;
+  const edgeS = Math.min(300, span / 4);
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const minutes = (s: ProbeSample) => (s.at - start) / 60_000;
+  const rows = KINDS.map(([kind, value]) => {
+    const fit = linearFit(window.map((s) => [minutes(s), value(s)]));
+    const secondHalf = linearFit(window.filter((s) => minutes(s) * 60 >= span / 2).map((s) => [minutes(s), value(s)]));
+    return {
+      kind,
+      startMb: round(mean(window.filter((s) => (s.at - start) / 1000 <= edgeS).map(value)) ?? NaN),
+      endMb: round(mean(window.filter((s) => (s.at - start) / 1000 >= span - edgeS).map(value)) ?? NaN),
+      slopeMbPerMin: fit ? round(fit.slope, 2) : null,
+      secondHalfSlopeMbPerMin: secondHalf ? round(secondHalf.slope, 2) : null,
+    };
+  });
+  return { windowS: round(span, 0) ?? 0, edgeS: round(edgeS, 0) ?? 0, samples: window.length, rows, file };
+}

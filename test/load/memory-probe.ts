@@ -1,0 +1,91 @@
+/**
+ * A preload for the service under `npm run load -- --memory-detail` (`node --import=<this file>`):
+ * every MEMORY_PROBE_MS (default 15 s) it appends one JSON line to MEMORY_PROBE_OUT with where the
+ * process's memory is, by kind — the V8 heap of the main thread per space (committed and physical),
+ * the heaps of the worker threads (the palette pool), Buffers, glibc's main heap and the other
+ * anonymous mappings from /proc/self/smaps. RSS alone says that memory grows; this says which.
+ *
+ * It runs inside the service, so it stays cheap: one smaps read (≈ 1 000 mappings) per sample. It
+ * only observes; nothing here changes how the service allocates.
+ */
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import v8 from 'node:v8';
+import type { Worker as WorkerType } from 'node:worker_threads';
+import type { ProbeSample } from './memory-detail';
+
+// Self-contained on purpose (only type imports): Node loads this file before the service, from
+// dist-tools/ or, under Jest, from source with its types stripped.
+// The service's modules import `Worker` from node:worker_threads; replacing the builtin's export
+// (and syncing the ESM view of it) lets the probe see the workers they start.
+const workerThreads = process.getBuiltinModule('node:worker_threads');
+
+const out = process.env.MEMORY_PROBE_OUT;
+if (workerThreads.isMainThread && out) {
+  const workers = new Set<WorkerType>();
+  const Base = workerThreads.Worker;
+  class ObservedWorker extends Base {
+    constructor(...args: ConstructorParameters<typeof Base>) {
+      super(...args);
+      workers.add(this);
+      this.once('exit', () => workers.delete(this));
+    }
+  }
+  (workerThreads as { Worker: typeof Base }).Worker = ObservedWorker;
+  syncBuiltinESMExports();
+
+  const intervalMs = Number(process.env.MEMORY_PROBE_MS ?? 15_000);
+  const sample = async (): Promise<ProbeSample> => {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const heap = v8.getHeapStatistics();
+    const spaces = v8.getHeapSpaceStatistics();
+    const phys = (names: string[]) => spaces.filter((s) => names.includes(s.space_name)).reduce((a, s) => a + s.physical_space_size, 0);
+    let workerPhysical = 0;
+    for (const worker of workers) {
+      try {
+        workerPhysical += (await worker.getHeapStatistics()).total_physical_size;
+      } catch {
+        // a worker that is exiting right now
+      }
+    }
+    const maps = smapsByKind(readFileSync('/proc/self/smaps', 'utf8'));
+    return {
+      at: Date.now(),
+      rssAnonKb: statusKb(status, 'RssAnon'),
+      rssFileKb: statusKb(status, 'RssFile'),
+      threads: statusKb(status, 'Threads'),
+      fds: readdirSync('/proc/self/fd').length,
+      v8MainPhysical: heap.total_physical_size,
+      v8MainUsed: heap.used_heap_size,
+      v8MainCodePhysical: phys(['code_space', 'code_large_object_space', 'trusted_space', 'trusted_large_object_space']),
+      v8MainNewPhysical: phys(['new_space', 'new_large_object_space']),
+      v8WorkersPhysical: workerPhysical,
+      arrayBuffers: process.memoryUsage().arrayBuffers,
+      mallocMainHeapKb: maps.brk,
+      anonMappingsKb: maps.anon,
+    };
+  };
+  setInterval(() => {
+    sample().then(
+      (s) => appendFileSync(out, `${JSON.stringify(s)}\n`),
+      (error: unknown) => appendFileSync(out, `${JSON.stringify({ at: Date.now(), error: String(error) })}\n`),
+    );
+  }, intervalMs).unref();
+}
+
+function statusKb(status: string, key: string): number {
+  return Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+}
+
+/** Resident anonymous kB in glibc's main heap (`[heap]`) and in every other anonymous mapping. */
+export function smapsByKind(smaps: string): { brk: number; anon: number } {
+  let brk = 0;
+  let anon = 0;
+  for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const path = block.slice(0, block.indexOf('\n')).split(/\s+/).slice(5).join(' ');
+    const kb = Number(/^Anonymous:\s+(\d+)/m.exec(block)?.[1] ?? 0);
+    if (path === '[heap]') brk += kb;
+    else if (path === '') anon += kb;
+  }
+  return { brk, anon };
+}
