@@ -142,6 +142,7 @@ describe('load harness helpers', () => {
       '7f0000000000-7f0000040000 rw-p 00000000 00:00 0 ',
       'Size:                256 kB',
       'Anonymous:           256 kB',
+      'LazyFree:             64 kB',
       '7f0000100000-7f0000200000 r-xp 00000000 08:01 1234                       /usr/lib/libc.so.6',
       'Size:               1024 kB',
       'Anonymous:             4 kB',
@@ -151,7 +152,7 @@ describe('load harness helpers', () => {
       '7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]',
       'Anonymous:           132 kB',
     ].join('\n');
-    expect(smapsByKind(smaps)).toEqual({ brk: 99000, anon: 1256 });
+    expect(smapsByKind(smaps)).toEqual({ brk: 99000, v8Pages: 256, other: 1000, lazyFree: 64 });
 
     // 20 minutes, a sample every 15 s: flat V8 heap, Buffers swinging, glibc's heap growing 1 MB/min.
     const MB = 1024 * 1024;
@@ -168,7 +169,9 @@ describe('load harness helpers', () => {
       v8WorkersPhysical: 35 * MB,
       arrayBuffers: (i % 2 ? 40 : 10) * MB,
       mallocMainHeapKb: (100 + i * 0.25) * 1024,
-      anonMappingsKb: 200 * 1024,
+      v8PagesKb: 190 * 1024,
+      otherAnonKb: (60 + (i % 2 ? 30 : 0)) * 1024,
+      lazyFreeKb: 4096,
     }));
     const detail = memoryDetailOf(samples, 1_000_000 + 60_000, 1_000_000 + 20 * 60_000, 'x.jsonl')!;
     expect(detail).toMatchObject({ windowS: 1140, edgeS: 285, samples: 77 });
@@ -177,13 +180,15 @@ describe('load harness helpers', () => {
     expect(row('glibc main heap ([heap])').endMb! - row('glibc main heap ([heap])').startMb!).toBeCloseTo(14.5, 0);
     expect(row('V8 heap, main thread (resident)')).toMatchObject({ startMb: 150, endMb: 150, slopeMbPerMin: 0 });
     expect(Math.abs(row('Buffers, main thread').slopeMbPerMin!)).toBeLessThan(0.1);
-    expect(row('  minus the V8 heaps: arenas, stacks, big chunks').startMb).toBe(15);
+    expect(row('V8 pages, every isolate (256 kB mappings)')).toMatchObject({ startMb: 190, endMb: 190 });
     expect(memoryDetailOf(samples.slice(0, 3), 0, Infinity, 'x')).toBeNull();
   });
 
   it('parses flags over LOAD_* variables and rejects unknown ones', () => {
-    const opts = parseOptions(['--scenarios=steady,burst', '--rates=1,2', '--env=PALETTE_WORKERS=1', '--report'], { LOAD_PROFILE: 'full', LOAD_SCENARIOS: 'soak' });
-    expect(opts).toMatchObject({ scenarios: ['steady', 'burst'], profile: 'full', rates: [1, 2], serviceEnv: { PALETTE_WORKERS: '1' }, report: true, moonshotRate: 40 });
+    const opts = parseOptions(['--scenarios=steady,burst', '--rates=1,2', '--env=PALETTE_WORKERS=1', '--report'], { LOAD_PROFILE: 'full', LOAD_SCENARIOS: 'soak', LOAD_SOAK_RATE: '20' });
+    expect(opts).toMatchObject({ scenarios: ['steady', 'burst'], profile: 'full', rates: [1, 2], serviceEnv: { PALETTE_WORKERS: '1' }, report: true, moonshotRate: 40, soakRate: 20 });
+    expect(parseOptions([], {}).soakRate).toBeUndefined();
+    expect(() => parseOptions(['--soak-rate=0'])).toThrow(/soak-rate/);
     expect(() => parseOptions(['--nope=1'])).toThrow(/Unknown flag/);
     expect(() => parseOptions(['--scenarios=unknown'])).toThrow(/Unknown scenario/);
     expect(() => parseOptions(['--rate-429=2'])).toThrow(/rate-429/);

@@ -27,8 +27,12 @@ export interface ProbeSample {
   arrayBuffers: number;
   /** glibc's main heap (`[heap]`), resident anonymous kB. */
   mallocMainHeapKb: number;
-  /** Every other anonymous mapping: V8 pages, thread arenas and stacks, large malloc chunks. */
-  anonMappingsKb: number;
+  /** Anonymous mappings of V8's 256 kB pages (every isolate), resident kB. */
+  v8PagesKb: number;
+  /** Every other anonymous mapping: glibc's other arenas, chunks over the mmap threshold, stacks. */
+  otherAnonKb: number;
+  /** Pages freed with MADV_FREE, still counted in RSS until the kernel reclaims them. */
+  lazyFreeKb: number;
 }
 
 export interface MemoryKindRow {
@@ -61,6 +65,8 @@ const MB = 1024 * 1024;
 /** The kinds of the table, in MB: each a function of one sample. */
 const KINDS: [string, (s: ProbeSample) => number][] = [
   ['RSS, anonymous', (s) => s.rssAnonKb / 1024],
+  ['  of which lazily freed (MADV_FREE: reclaimable)', (s) => s.lazyFreeKb / 1024],
+  ['RSS, anonymous, without the lazily freed', (s) => (s.rssAnonKb - s.lazyFreeKb) / 1024],
   ['RSS, file-backed', (s) => s.rssFileKb / 1024],
   ['V8 heap, main thread (resident)', (s) => s.v8MainPhysical / MB],
   ['  of which live objects', (s) => s.v8MainUsed / MB],
@@ -69,8 +75,8 @@ const KINDS: [string, (s: ProbeSample) => number][] = [
   ['V8 heaps, worker threads (resident)', (s) => s.v8WorkersPhysical / MB],
   ['Buffers, main thread', (s) => s.arrayBuffers / MB],
   ['glibc main heap ([heap])', (s) => s.mallocMainHeapKb / 1024],
-  ['other anonymous mappings', (s) => s.anonMappingsKb / 1024],
-  ['  minus the V8 heaps: arenas, stacks, big chunks', (s) => (s.anonMappingsKb * 1024 - s.v8MainPhysical - s.v8WorkersPhysical) / MB],
+  ['V8 pages, every isolate (256 kB mappings)', (s) => s.v8PagesKb / 1024],
+  ['other anonymous: malloc arenas, big chunks, stacks', (s) => s.otherAnonKb / 1024],
 ];
 
 export function readProbeSamples(file: string): ProbeSample[] {

@@ -62,7 +62,9 @@ if (workerThreads.isMainThread && out) {
       v8WorkersPhysical: workerPhysical,
       arrayBuffers: process.memoryUsage().arrayBuffers,
       mallocMainHeapKb: maps.brk,
-      anonMappingsKb: maps.anon,
+      v8PagesKb: maps.v8Pages,
+      otherAnonKb: maps.other,
+      lazyFreeKb: maps.lazyFree,
     };
   };
   setInterval(() => {
@@ -77,15 +79,29 @@ function statusKb(status: string, key: string): number {
   return Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
 }
 
-/** Resident anonymous kB in glibc's main heap (`[heap]`) and in every other anonymous mapping. */
-export function smapsByKind(smaps: string): { brk: number; anon: number } {
+/**
+ * Resident anonymous kB by kind of mapping: glibc's main heap (`[heap]`); V8's pages, which are
+ * mapped 256 kB at a time (every isolate: main thread and workers, resident whether V8 counts them
+ * in a space or keeps them pooled); and every other anonymous mapping (glibc's other arenas, malloc
+ * chunks over the mmap threshold such as image buffers, thread stacks, V8's code range). Plus the
+ * pages given back with madvise(MADV_FREE) that still count as resident until the kernel needs
+ * them (`LazyFree`): RSS includes them, yet they are free memory.
+ */
+export function smapsByKind(smaps: string): { brk: number; v8Pages: number; other: number; lazyFree: number } {
   let brk = 0;
-  let anon = 0;
+  let v8Pages = 0;
+  let other = 0;
+  let lazyFree = 0;
   for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
-    const path = block.slice(0, block.indexOf('\n')).split(/\s+/).slice(5).join(' ');
+    const head = block.slice(0, block.indexOf('\n')).split(/\s+/);
+    const path = head.slice(5).join(' ');
+    const [start, end] = head[0].split('-').map((hex) => Number.parseInt(hex, 16));
     const kb = Number(/^Anonymous:\s+(\d+)/m.exec(block)?.[1] ?? 0);
+    lazyFree += Number(/^LazyFree:\s+(\d+)/m.exec(block)?.[1] ?? 0);
     if (path === '[heap]') brk += kb;
-    else if (path === '') anon += kb;
+    else if (path !== '') continue;
+    else if (end - start === 256 * 1024) v8Pages += kb;
+    else other += kb;
   }
-  return { brk, anon };
+  return { brk, v8Pages, other, lazyFree };
 }

@@ -5,6 +5,7 @@
  *   --profile=short|full LOAD_PROFILE    short (default, ≤ 3 min, everything scaled down) or full
  *   --rates=2,5,10      LOAD_RATES       generation arrival rates (/s) of the steady sweep
  *   --soak-seconds=N    LOAD_SOAK_SECONDS
+ *   --soak-rate=N       LOAD_SOAK_RATE   generations/s of the soak (default 10 full, 5 short)
  *   --moonshot-rate=N   LOAD_MOONSHOT_RATE   generations/s of the moonshot (default 40)
  *   --palette-rate=N    LOAD_PALETTE_RATE    palette uploads/s of the inline-vs-pool comparison
  *   --scale=F           LOAD_SCALE       multiply every scenario duration by F
@@ -34,6 +35,7 @@ export interface LoadOptions {
   profile: 'short' | 'full';
   rates: number[] | undefined;
   soakSeconds: number | undefined;
+  soakRate: number | undefined;
   moonshotRate: number;
   paletteRate: number | undefined;
   scale: number;
@@ -65,7 +67,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     flags.set(match[1], list);
   }
   const known = new Set([
-    'scenarios', 'profile', 'rates', 'soak-seconds', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
+    'scenarios', 'profile', 'rates', 'soak-seconds', 'soak-rate', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
     'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'memory-detail', 'report', 'report-from', 'out',
   ]);
   const unknown = [...flags.keys()].filter((k) => !known.has(k));
@@ -114,6 +116,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     profile,
     rates,
     soakSeconds: get('soak-seconds', 'LOAD_SOAK_SECONDS') ? num('soak-seconds', 'LOAD_SOAK_SECONDS', 0, (n) => n >= 5 && n <= 86_400) : undefined,
+    soakRate: get('soak-rate', 'LOAD_SOAK_RATE') ? num('soak-rate', 'LOAD_SOAK_RATE', 0, (n) => n > 0 && n <= 1000) : undefined,
     moonshotRate: num('moonshot-rate', 'LOAD_MOONSHOT_RATE', 40, (n) => n > 0 && n <= 1000),
     paletteRate: get('palette-rate', 'LOAD_PALETTE_RATE') ? num('palette-rate', 'LOAD_PALETTE_RATE', 0, (n) => n > 0 && n <= 1000) : undefined,
     scale: num('scale', 'LOAD_SCALE', 1, (n) => n > 0 && n <= 100),

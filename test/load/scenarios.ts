@@ -139,7 +139,7 @@ export function planScenarios(opts: LoadOptions): ScenarioPlan[] {
       return {
         name: 'soak',
         description: 'the mixed workload held for a long time: memory must stay flat (no growth trend) once the in-flight count is steady',
-        runs: [{ name: 'soak', env: RECOMMENDED_SETTINGS, steps: [mixedStep(full ? 10 : 5, durationMs, full ? 60 : 4)] }],
+        runs: [{ name: 'soak', env: RECOMMENDED_SETTINGS, steps: [mixedStep(opts.soakRate ?? (full ? 10 : 5), durationMs, full ? 60 : 4)] }],
       };
     },
     palette: () => {
