@@ -13,7 +13,8 @@ import { parseOptions } from './options';
 import { parsePrometheusText, sumOf } from './prometheus-text';
 import { ROOT, startEmulator, type EmulatorProcess } from './processes';
 import { arrivedPerSecond, BEGIN, capacityAnswer, END, failure, writeReport, type LoadResults } from './report';
-import { runScenario, type ScenarioPlan, type StepResult } from './scenarios';
+import { memoryTrendOf, runScenario, type ScenarioPlan, type StepResult } from './scenarios';
+import type { Tick } from './sampler';
 import { linearFit, Samples } from './stats';
 import { escapeXml, lineChart, niceTicks } from './svg-chart';
 import { multipartImage } from './traffic';
@@ -182,6 +183,25 @@ describe('load harness helpers', () => {
     expect(Math.abs(row('Buffers, main thread').slopeMbPerMin!)).toBeLessThan(0.1);
     expect(row('V8 pages, every isolate (256 kB mappings)')).toMatchObject({ startMb: 190, endMb: 190 });
     expect(memoryDetailOf(samples.slice(0, 3), 0, Infinity, 'x')).toBeNull();
+  });
+
+  it('calls a soak bounded only when RSS is flat over its second half and the heap does not grow', () => {
+    // 40 minutes of per-second ticks; the Buffers of images in flight make RSS swing ±8 MB.
+    const ticks = (rss: (min: number) => number, heap: (min: number) => number = () => 80) =>
+      Array.from({ length: 2400 }, (_, i) => ({ t: i, rssMb: rss(i / 60) + 8 * Math.sin(i / 7), heapUsedMb: heap(i / 60) }) as Tick);
+    // Warm-up: +2 MB/min for 10 minutes, then a plateau.
+    const plateau = memoryTrendOf(ticks((m) => 400 + 2 * Math.min(m, 10)), 0, 2400)!;
+    expect(plateau.bounded).toBe(true);
+    expect(Math.abs(plateau.rssSecondHalfSlopeMbPerMin!)).toBeLessThan(0.05);
+    // A slow leak that never levels: 0.6 MB/min (the harness's earlier rule called this bounded).
+    const creep = memoryTrendOf(ticks((m) => 400 + 0.6 * m), 0, 2400)!;
+    expect(creep.bounded).toBe(false);
+    expect(creep.rssSecondHalfSlopeMbPerMin).toBeCloseTo(0.6, 1);
+    expect(creep.rssPerDayMb).toBeGreaterThan(800);
+    // RSS flat but the JS heap growing 1 MB/min.
+    expect(memoryTrendOf(ticks(() => 400, (m) => 80 + m), 0, 2400)!.bounded).toBe(false);
+    // Under a minute of samples there is no trend to speak of.
+    expect(memoryTrendOf(ticks(() => 400).slice(0, 50), 0, 2400)).toBeNull();
   });
 
   it('parses flags over LOAD_* variables and rejects unknown ones', () => {

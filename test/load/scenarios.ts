@@ -282,12 +282,21 @@ export interface MemoryTrend {
   heapSlopeMbPerMin: number | null;
   rssFirstHalfMeanMb: number | null;
   rssSecondHalfMeanMb: number | null;
+  /** RSS slope over the second half: the pace once the allocators have warmed up. */
+  rssSecondHalfSlopeMbPerMin: number | null;
+  /** What a day at that pace would add. */
+  rssPerDayMb: number | null;
   /**
-   * No growth trend: the JS heap is flat (< 0.5 MB/min), RSS in the second half is within 5 % of
-   * the first, and RSS growth is not speeding up (last third ≤ 1 MB/min, or at most half the first third's).
+   * No growth trend: the JS heap is flat (< 0.5 MB/min) and so is RSS over the second half, within
+   * what the Buffers of the images in flight make it swing (≤ 0.2 MB/min, < 300 MB a day). A
+   * soak shorter than ≈ 30 minutes rarely passes: its second half still holds the allocators'
+   * warm-up, and it is too short to tell a plateau from a slow leak.
    */
   bounded: boolean;
 }
+
+/** RSS slope over a soak's second half below which it counts as flat (see MemoryTrend.bounded). */
+export const FLAT_RSS_MB_PER_MIN = 0.2;
 
 export interface SaturationResult {
   connections: number;
@@ -574,7 +583,7 @@ function p99(values: number[]): number | null {
   return sorted.length ? round(sorted[Math.min(sorted.length - 1, Math.ceil(0.99 * sorted.length) - 1)], 1) : null;
 }
 
-function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTrend | null {
+export function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTrend | null {
   const window = ticksIn(ticks, from, to).filter((t) => t.rssMb !== null);
   // Below a minute the "trend" is the ramp-up of in-flight work, not a leak.
   if (window.length < 60) return null;
@@ -589,8 +598,7 @@ function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTrend | n
   };
   const thirds = [0, 1, 2].map((i) => slope(window.filter((t) => t.t >= start + (i * span) / 3 && t.t <= start + ((i + 1) * span) / 3), (t) => t.rssMb));
   const heapSlope = slope(window, (t) => t.heapUsedMb);
-  const [firstThird, , lastThird] = thirds;
-  const notSpeedingUp = lastThird !== null && (lastThird <= 1 || (firstThird !== null && lastThird <= firstThird / 2));
+  const secondHalfSlope = slope(window.filter((t) => t.t >= start + span / 2), (t) => t.rssMb);
   return {
     windowS: round(span, 0) ?? 0,
     rssSlopeMbPerMin: slope(window, (t) => t.rssMb),
@@ -598,7 +606,9 @@ function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTrend | n
     heapSlopeMbPerMin: heapSlope,
     rssFirstHalfMeanMb: round(first, 1),
     rssSecondHalfMeanMb: round(second, 1),
-    bounded: heapSlope !== null && heapSlope < 0.5 && second <= first * 1.05 && notSpeedingUp,
+    rssSecondHalfSlopeMbPerMin: secondHalfSlope,
+    rssPerDayMb: secondHalfSlope === null ? null : round(secondHalfSlope * 1440, 0),
+    bounded: heapSlope !== null && heapSlope < 0.5 && secondHalfSlope !== null && secondHalfSlope <= FLAT_RSS_MB_PER_MIN,
   };
 }
 
