@@ -1,9 +1,10 @@
 /**
  * A preload for the service under `npm run load -- --memory-detail` (`node --import=<this file>`):
  * every MEMORY_PROBE_MS (default 15 s) it appends one JSON line to MEMORY_PROBE_OUT with where the
- * process's memory is, by kind — the V8 heap of the main thread per space (committed and physical),
- * the heaps of the worker threads (the palette pool), Buffers, glibc's main heap and the other
- * anonymous mappings from /proc/self/smaps. RSS alone says that memory grows; this says which.
+ * process's memory is, by kind — the resident V8 heap of the main thread (live objects, young
+ * generation, code), the heaps of the worker threads (the palette pool), Buffers, and from
+ * /proc/self/smaps glibc's main heap, V8's 256 kB page mappings, the other anonymous mappings and
+ * lazily freed pages. RSS alone says that memory grows; this says which.
  *
  * It runs inside the service, so it stays cheap: one smaps read (≈ 1 000 mappings) per sample. It
  * only observes; nothing here changes how the service allocates.
