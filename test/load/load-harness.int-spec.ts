@@ -168,6 +168,7 @@ describe('load harness helpers', () => {
       v8MainCodePhysical: 16 * MB,
       v8MainNewPhysical: 60 * MB,
       v8WorkersPhysical: 35 * MB,
+      cppHeapResident: 1 * MB,
       arrayBuffers: (i % 2 ? 40 : 10) * MB,
       mallocMainHeapKb: (100 + i * 0.25) * 1024,
       v8PagesKb: 190 * 1024,

@@ -21,6 +21,8 @@ export interface ProbeSample {
   v8MainCodePhysical: number;
   /** Of v8MainPhysical: the young generation. */
   v8MainNewPhysical: number;
+  /** The main thread's C++ heap (Oilpan/cppgc: Node's objects that V8's GC traces), not in v8MainPhysical. */
+  cppHeapResident: number;
   /** Every worker thread's V8 heap (the palette pool). */
   v8WorkersPhysical: number;
   /** Buffers and ArrayBuffers of the main thread (their memory is malloc'd or mmapped). */
@@ -72,6 +74,7 @@ const KINDS: [string, (s: ProbeSample) => number][] = [
   ['  of which live objects', (s) => s.v8MainUsed / MB],
   ['  of which young generation', (s) => s.v8MainNewPhysical / MB],
   ['  of which code and bytecode', (s) => s.v8MainCodePhysical / MB],
+  ['C++ (Oilpan) heap, main thread', (s) => s.cppHeapResident / MB],
   ['V8 heaps, worker threads (resident)', (s) => s.v8WorkersPhysical / MB],
   ['Buffers, main thread', (s) => s.arrayBuffers / MB],
   ['glibc main heap ([heap])', (s) => s.mallocMainHeapKb / 1024],

@@ -2,7 +2,7 @@
  * A preload for the service under `npm run load -- --memory-detail` (`node --import=<this file>`):
  * every MEMORY_PROBE_MS (default 15 s) it appends one JSON line to MEMORY_PROBE_OUT with where the
  * process's memory is, by kind — the resident V8 heap of the main thread (live objects, young
- * generation, code), the heaps of the worker threads (the palette pool), Buffers, and from
+ * generation, code), its C++ (Oilpan) heap, the heaps of the worker threads (the palette pool), Buffers, and from
  * /proc/self/smaps glibc's main heap, V8's 256 kB page mappings, the other anonymous mappings and
  * lazily freed pages. RSS alone says that memory grows; this says which.
  *
@@ -61,6 +61,8 @@ if (workerThreads.isMainThread && out) {
       v8MainCodePhysical: phys(['code_space', 'code_large_object_space', 'trusted_space', 'trusted_large_object_space']),
       v8MainNewPhysical: phys(['new_space', 'new_large_object_space']),
       v8WorkersPhysical: workerPhysical,
+      // @types/node types the result as `object`; Node 24 documents resident_size_bytes.
+      cppHeapResident: (v8.getCppHeapStatistics('brief') as { resident_size_bytes: number }).resident_size_bytes,
       arrayBuffers: process.memoryUsage().arrayBuffers,
       mallocMainHeapKb: maps.brk,
       v8PagesKb: maps.v8Pages,
