@@ -78,7 +78,6 @@ async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unkno
   }) as [Timing, Timing];
 }
 
-
 function arrayBufferOf(image: Buffer): ArrayBuffer {
   const copy = new ArrayBuffer(image.byteLength);
   new Uint8Array(copy).set(image);

@@ -30,7 +30,6 @@ import {
 } from '../support/images';
 import { noopPaletteMetrics } from '../support/metrics';
 
-
 function expectColors(result: PaletteResult, expected: readonly ColorShare[], maxDeltaE = 3, maxShareError = 0.03): void {
   const misses = matchPalette(expected, result.colors)
     .filter((m) => m.deltaE > maxDeltaE || m.shareError > maxShareError)

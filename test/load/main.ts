@@ -82,7 +82,7 @@ function compact(scenarios: ScenarioResult[]): unknown {
         steps: run.steps.map(({ lightP99BySecond: _perSecond, fromT: _from, toT: _to, ...step }) => step),
         saturation: run.saturation,
         memoryTrend: run.memoryTrend,
-        memoryDetail: run.memoryDetail ?? undefined,
+        memoryDetail: run.memoryDetail,
         cpuProfile: run.profiles.map((p) => ({ file: p.file, busyShare: p.busyShare, top: p.components.slice(0, 6) })),
         harness: { maxArrivalLagMs: run.maxArrivalLagMs, dropped: run.dropped },
       })),

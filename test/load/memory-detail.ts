@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { linearFit, round } from './stats';
+import { round, slopePerMinute } from './stats';
 
 /** One line of the probe's output. Byte counts from V8/Node, kB counts from /proc. */
 export interface ProbeSample {
@@ -103,17 +103,13 @@ export function memoryDetailOf(samples: readonly ProbeSample[], fromMs: number, 
   const span = (window[window.length - 1].at - start) / 1000;
   const edgeS = Math.min(300, span / 4);
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
-  const minutes = (s: ProbeSample) => (s.at - start) / 60_000;
-  const rows = KINDS.map(([kind, value]) => {
-    const fit = linearFit(window.map((s) => [minutes(s), value(s)]));
-    const secondHalf = linearFit(window.filter((s) => minutes(s) * 60 >= span / 2).map((s) => [minutes(s), value(s)]));
-    return {
-      kind,
-      startMb: round(mean(window.filter((s) => (s.at - start) / 1000 <= edgeS).map(value)) ?? NaN),
-      endMb: round(mean(window.filter((s) => (s.at - start) / 1000 >= span - edgeS).map(value)) ?? NaN),
-      slopeMbPerMin: fit ? round(fit.slope, 2) : null,
-      secondHalfSlopeMbPerMin: secondHalf ? round(secondHalf.slope, 2) : null,
-    };
-  });
+  const seconds = (s: ProbeSample) => (s.at - start) / 1000;
+  const rows = KINDS.map(([kind, value]) => ({
+    kind,
+    startMb: round(mean(window.filter((s) => seconds(s) <= edgeS).map(value)) ?? NaN),
+    endMb: round(mean(window.filter((s) => seconds(s) >= span - edgeS).map(value)) ?? NaN),
+    slopeMbPerMin: slopePerMinute(window.map((s) => [seconds(s), value(s)])),
+    secondHalfSlopeMbPerMin: slopePerMinute(window.filter((s) => seconds(s) >= span / 2).map((s) => [seconds(s), value(s)])),
+  }));
   return { windowS: round(span, 0) ?? 0, edgeS: round(edgeS, 0) ?? 0, samples: window.length, rows, file };
 }

@@ -13,7 +13,7 @@ import { memoryDetailOf, PROBE_FILE, PROBE_MODULE, readProbeSamples, type Memory
 import type { LoadOptions, ScenarioName } from './options';
 import { loadAverage, startService } from './processes';
 import { Sampler, type Tick, ELD_RESOLUTION_MS } from './sampler';
-import { linearFit, round, seriesStats, type LatencySummary } from './stats';
+import { round, seriesStats, slopePerMinute, type LatencySummary } from './stats';
 import { TrafficRunner, type GenerationOutcomes, type Workload } from './traffic';
 
 /** The service's shipped defaults for the settings the report is about (CONTRACT.md). */
@@ -316,7 +316,7 @@ export interface RunResult {
   ticks: Tick[];
   memoryTrend: MemoryTrend | null;
   /** With --memory-detail: where the memory of the last step's window went, kind by kind. */
-  memoryDetail?: MemoryDetail | null;
+  memoryDetail?: MemoryDetail;
   profiles: ProfileSummary[];
   maxArrivalLagMs: number;
   dropped: number;
@@ -411,7 +411,7 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
   const last = pending.at(-1);
   const memoryTrend = last ? memoryTrendOf(sampler.ticks, last.fromT + last.plan.warmupS, last.toT) : null;
   const memoryDetail =
-    probe && last ? memoryDetailOf(readProbeSamples(probeFile), wallT0 + (last.fromT + last.plan.warmupS) * 1000, wallT0 + last.toT * 1000, probeFile) : undefined;
+    probe && last ? (memoryDetailOf(readProbeSamples(probeFile), wallT0 + (last.fromT + last.plan.warmupS) * 1000, wallT0 + last.toT * 1000, probeFile) ?? undefined) : undefined;
   if (!opts.target) rmSync(join(runDir, 'data'), { recursive: true, force: true });
   return { name: run.name, env, steps, saturation, ticks: sampler.ticks, memoryTrend, memoryDetail, profiles, maxArrivalLagMs: round(traffic.maxArrivalLagMs, 0) ?? 0, dropped: driver.dropped };
 }
@@ -592,10 +592,7 @@ export function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTr
   const mean = (ts: Tick[]) => ts.reduce((a, t) => a + t.rssMb!, 0) / Math.max(1, ts.length);
   const first = mean(window.filter((t) => t.t < start + span / 2));
   const second = mean(window.filter((t) => t.t >= start + span / 2));
-  const slope = (ts: Tick[], pick: (t: Tick) => number | null) => {
-    const fit = linearFit(ts.filter((t) => pick(t) !== null).map((t) => [t.t / 60, pick(t)!]));
-    return fit ? round(fit.slope, 2) : null;
-  };
+  const slope = (ts: Tick[], pick: (t: Tick) => number | null) => slopePerMinute(ts.filter((t) => pick(t) !== null).map((t) => [t.t, pick(t)!]));
   const thirds = [0, 1, 2].map((i) => slope(window.filter((t) => t.t >= start + (i * span) / 3 && t.t <= start + ((i + 1) * span) / 3), (t) => t.rssMb));
   const heapSlope = slope(window, (t) => t.heapUsedMb);
   const secondHalfSlope = slope(window.filter((t) => t.t >= start + span / 2), (t) => t.rssMb);

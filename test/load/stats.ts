@@ -96,6 +96,12 @@ export function linearFit(points: readonly (readonly [number, number])[]): { slo
   return { slope, intercept: my - slope * mx, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy) };
 }
 
+/** Least-squares slope per minute of (seconds, value) points, to 2 decimals; null when there is no line. */
+export function slopePerMinute(points: readonly (readonly [number, number])[]): number | null {
+  const fit = linearFit(points.map(([seconds, value]) => [seconds / 60, value]));
+  return fit ? round(fit.slope, 2) : null;
+}
+
 /** Max, mean and p99 of a series of numbers (for per-second samples such as CPU or queue depth). */
 export function seriesStats(values: readonly number[]): { max: number | null; mean: number | null; p99: number | null } {
   const finite = values.filter(Number.isFinite);
