@@ -144,6 +144,12 @@ describe('load harness helpers', () => {
       'Size:                256 kB',
       'Anonymous:           256 kB',
       'LazyFree:             64 kB',
+      '7f0000080000-7f00000c0000 rw-p 00000000 00:00 0 ',
+      'Size:                256 kB',
+      'Anonymous:           128 kB',
+      '7f00000c0000-7f0000100000 ---p 00000000 00:00 0 ',
+      'Size:                256 kB',
+      'Anonymous:             0 kB',
       '7f0000100000-7f0000200000 r-xp 00000000 08:01 1234                       /usr/lib/libc.so.6',
       'Size:               1024 kB',
       'Anonymous:             4 kB',
@@ -153,7 +159,17 @@ describe('load harness helpers', () => {
       '7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]',
       'Anonymous:           132 kB',
     ].join('\n');
-    expect(smapsByKind(smaps)).toEqual({ brk: 99000, v8Pages: 256, other: 1000, lazyFree: 64 });
+    // V8 page flags: an old-space page (0x184) and a semi-space page (TO_PAGE 0x10 | 0x2); the
+    // inaccessible mapping is never read.
+    const flags = new Map([
+      [0x7f0000000000, 0x184n],
+      [0x7f0000080000, 0x12n],
+    ]);
+    const read: number[] = [];
+    const pageFlags = (start: number) => (read.push(start), flags.get(start) ?? null);
+    expect(smapsByKind(smaps, pageFlags)).toEqual({ brk: 99000, v8Pages: 384, v8YoungPages: 128, other: 1000, lazyFree: 64 });
+    expect(read).toEqual([0x7f0000000000, 0x7f0000080000]);
+    expect(smapsByKind(smaps)).toMatchObject({ v8Pages: 384, v8YoungPages: 0 });
 
     // 20 minutes, a sample every 15 s: flat V8 heap, Buffers swinging, glibc's heap growing 1 MB/min.
     const MB = 1024 * 1024;
@@ -172,6 +188,7 @@ describe('load harness helpers', () => {
       arrayBuffers: (i % 2 ? 40 : 10) * MB,
       mallocMainHeapKb: (100 + i * 0.25) * 1024,
       v8PagesKb: 190 * 1024,
+      v8YoungPagesKb: (60 + i * 0.1) * 1024,
       otherAnonKb: (60 + (i % 2 ? 30 : 0)) * 1024,
       lazyFreeKb: 4096,
     }));
@@ -183,6 +200,11 @@ describe('load harness helpers', () => {
     expect(row('V8 heap, main thread (resident)')).toMatchObject({ startMb: 150, endMb: 150, slopeMbPerMin: 0 });
     expect(Math.abs(row('Buffers, main thread').slopeMbPerMin!)).toBeLessThan(0.1);
     expect(row('V8 pages, every isolate (256 kB mappings)')).toMatchObject({ startMb: 190, endMb: 190 });
+    expect(row('  of which young generation (semi-spaces)')).toMatchObject({ slopeMbPerMin: 0.4 });
+    // A file from a probe that did not split the young generation: that row is empty, not zero.
+    const older = samples.map(({ v8YoungPagesKb: _, ...rest }) => rest);
+    const olderRow = memoryDetailOf(older, 0, Infinity, 'x')!.rows.find((r) => r.kind === '  of which young generation (semi-spaces)')!;
+    expect(olderRow).toMatchObject({ startMb: null, endMb: null, slopeMbPerMin: null });
     expect(memoryDetailOf(samples.slice(0, 3), 0, Infinity, 'x')).toBeNull();
   });
 

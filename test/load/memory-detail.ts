@@ -31,6 +31,8 @@ export interface ProbeSample {
   mallocMainHeapKb: number;
   /** Anonymous mappings of V8's 256 kB pages (every isolate), resident kB. */
   v8PagesKb: number;
+  /** Of v8PagesKb: the young generation's (semi-space) pages. Absent in files of older probes. */
+  v8YoungPagesKb?: number;
   /** Every other anonymous mapping: glibc's other arenas, chunks over the mmap threshold, stacks. */
   otherAnonKb: number;
   /** Pages freed with MADV_FREE, still counted in RSS until the kernel reclaims them. */
@@ -71,7 +73,7 @@ const KINDS: [string, (s: ProbeSample) => number][] = [
   ['RSS, anonymous, without the lazily freed', (s) => (s.rssAnonKb - s.lazyFreeKb) / 1024],
   ['RSS, file-backed', (s) => s.rssFileKb / 1024],
   ['V8 heap, main thread (resident)', (s) => s.v8MainPhysical / MB],
-  ['  of which live objects', (s) => s.v8MainUsed / MB],
+  ['  of which objects (live and not yet collected)', (s) => s.v8MainUsed / MB],
   ['  of which young generation', (s) => s.v8MainNewPhysical / MB],
   ['  of which code and bytecode', (s) => s.v8MainCodePhysical / MB],
   ['C++ (Oilpan) heap, main thread', (s) => s.cppHeapResident / MB],
@@ -79,6 +81,7 @@ const KINDS: [string, (s: ProbeSample) => number][] = [
   ['Buffers, main thread', (s) => s.arrayBuffers / MB],
   ['glibc main heap ([heap])', (s) => s.mallocMainHeapKb / 1024],
   ['V8 pages, every isolate (256 kB mappings)', (s) => s.v8PagesKb / 1024],
+  ['  of which young generation (semi-spaces)', (s) => (s.v8YoungPagesKb ?? NaN) / 1024],
   ['other anonymous: malloc arenas, big chunks, stacks', (s) => s.otherAnonKb / 1024],
 ];
 
