@@ -11,7 +11,7 @@ import { memoryDetailOf, type ProbeSample } from './memory-detail';
 import { smapsByKind } from './memory-probe';
 import { parseOptions } from './options';
 import { parsePrometheusText, sumOf } from './prometheus-text';
-import { ROOT, startEmulator, type EmulatorProcess } from './processes';
+import { PRODUCTION_MEMORY_ENV, ROOT, startEmulator, type EmulatorProcess } from './processes';
 import { arrivedPerSecond, BEGIN, capacityAnswer, END, failure, writeReport, type LoadResults } from './report';
 import { memoryTrendOf, runScenario, type ScenarioPlan, type StepResult } from './scenarios';
 import type { Tick } from './sampler';
@@ -225,6 +225,20 @@ describe('load harness helpers', () => {
     expect(memoryTrendOf(ticks(() => 400, (m) => 80 + m), 0, 2400)!.bounded).toBe(false);
     // Under a minute of samples there is no trend to speak of.
     expect(memoryTrendOf(ticks(() => 400).slice(0, 50), 0, 2400)).toBeNull();
+  });
+
+  it('runs the service with the memory settings of `npm start` and the Dockerfile', () => {
+    // Load results only speak for production if the service runs the way production runs it.
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start;
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const { NODE_OPTIONS: nodeOptions, ...glibc } = PRODUCTION_MEMORY_ENV;
+    for (const [name, value] of Object.entries(glibc)) {
+      expect(start).toContain(`${name}=\${${name}:-${value}}`);
+      expect(dockerfile).toMatch(new RegExp(`^\\s+${name}=${value} \\\\$`, 'm'));
+    }
+    // Before the caller's own NODE_OPTIONS, so that a later --max-semi-space-size there wins.
+    expect(start).toContain(`NODE_OPTIONS="${nodeOptions} \${NODE_OPTIONS:-}"`);
+    expect(dockerfile).toContain(`NODE_OPTIONS="${nodeOptions}"`);
   });
 
   it('parses flags over LOAD_* variables and rejects unknown ones', () => {

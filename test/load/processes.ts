@@ -20,12 +20,15 @@ export function packageRoot(from = __dirname): string {
 export const ROOT = packageRoot();
 
 /**
- * glibc malloc settings the service runs with in production (Dockerfile, `npm start`): two arenas
- * and a fixed mmap threshold, so libvips' multi-MB decode buffers go back to the OS instead of
- * fragmenting per-thread arenas (without them RSS creeps ≈ 1.2 MB/min at 10 generations/s; see
- * docs/capacity.md, "Memory").
+ * The memory settings the service runs with in production (Dockerfile, `npm start`; a unit test
+ * keeps the three in step): glibc malloc with two arenas and a fixed mmap threshold, so libvips'
+ * multi-MB decode buffers go back to the OS instead of fragmenting per-thread arenas (without them
+ * RSS creeps ≈ 1.2 MB/min at 10 generations/s), and V8's young generation capped at 2 × 16 MB
+ * semi-spaces: Node 24's default (2 × 64 MB without pointer compression) becomes resident a page
+ * at a time over hours, ≈ 0.6 MB/min under the soak. See docs/capacity.md, "Memory".
  */
 export const GLIBC_ALLOCATOR_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
+export const PRODUCTION_MEMORY_ENV = { ...GLIBC_ALLOCATOR_ENV, NODE_OPTIONS: '--max-semi-space-size=16' };
 let distDir = join(ROOT, 'dist');
 const serviceEntry = () => join(distDir, 'main.js');
 const emulatorEntry = () => join(distDir, 'gemini', 'emulator', 'main.js');
@@ -155,7 +158,7 @@ export async function startService(opts: {
   const port = await freePort();
   const metricsPort = await freePort();
   const env: Record<string, string> = {
-    ...GLIBC_ALLOCATOR_ENV,
+    ...PRODUCTION_MEMORY_ENV,
     PORT: String(port),
     METRICS_PORT: String(metricsPort),
     DATA_DIR: opts.dataDir,
