@@ -208,7 +208,7 @@ describe('load harness helpers', () => {
     expect(memoryDetailOf(samples.slice(0, 3), 0, Infinity, 'x')).toBeNull();
   });
 
-  it('calls a soak bounded only when RSS is flat over its second half and the heap does not grow', () => {
+  it('calls a soak bounded only when what stays after the collections is flat over its second half', () => {
     // 40 minutes of per-second ticks; the Buffers of images in flight make RSS swing ±8 MB.
     const ticks = (rss: (min: number) => number, heap: (min: number) => number = () => 80) =>
       Array.from({ length: 2400 }, (_, i) => ({ t: i, rssMb: rss(i / 60) + 8 * Math.sin(i / 7), heapUsedMb: heap(i / 60) }) as Tick);
@@ -216,13 +216,33 @@ describe('load harness helpers', () => {
     const plateau = memoryTrendOf(ticks((m) => 400 + 2 * Math.min(m, 10)), 0, 2400)!;
     expect(plateau.bounded).toBe(true);
     expect(Math.abs(plateau.rssSecondHalfSlopeMbPerMin!)).toBeLessThan(0.05);
-    // A slow leak that never levels: 0.6 MB/min (the harness's earlier rule called this bounded).
+    expect(Math.abs(plateau.rssFloorSecondHalfSlopeMbPerMin!)).toBeLessThan(0.05);
+    // A slow leak that never levels: 0.6 MB/min (the harness's first rule called this bounded).
     const creep = memoryTrendOf(ticks((m) => 400 + 0.6 * m), 0, 2400)!;
     expect(creep.bounded).toBe(false);
-    expect(creep.rssSecondHalfSlopeMbPerMin).toBeCloseTo(0.6, 1);
+    expect(creep.rssFloorSecondHalfSlopeMbPerMin).toBeCloseTo(0.6, 1);
     expect(creep.rssPerDayMb).toBeGreaterThan(800);
     // RSS flat but the JS heap growing 1 MB/min.
-    expect(memoryTrendOf(ticks(() => 400, (m) => 80 + m), 0, 2400)!.bounded).toBe(false);
+    const heapLeak = memoryTrendOf(ticks(() => 400, (m) => 80 + m), 0, 2400)!;
+    expect(heapLeak.bounded).toBe(false);
+    expect(heapLeak.heapFloorSecondHalfSlopeMbPerMin).toBeCloseTo(1, 1);
+
+    // A mark-compact every 12 s: garbage piles up 1 MB/s, then the heap and RSS fall back to what
+    // is live. Over the second half V8 lets more pile up before collecting (3 → 6 MB/s ramps
+    // late): the means rise, the floors do not (what the service shipped with showed this).
+    const sawtooth = (base: number, minute: number, i: number) => base + (i % 12) * (minute < 30 ? 1 : 1 + (minute - 30) / 10);
+    const gc = (leak: number) =>
+      Array.from({ length: 2400 }, (_, i) => ({ t: i, rssMb: sawtooth(350 + leak * (i / 60), i / 60, i), heapUsedMb: sawtooth(65, i / 60, i) }) as Tick);
+    const headroom = memoryTrendOf(gc(0), 0, 2400)!;
+    expect(headroom.rssSecondHalfSlopeMbPerMin!).toBeGreaterThan(0.2); // the means' rule would call this growing
+    expect(headroom.rssFloorSecondHalfSlopeMbPerMin).toBe(0);
+    expect(headroom.heapFloorSecondHalfSlopeMbPerMin).toBe(0);
+    expect(headroom.bounded).toBe(true);
+    // The same sawtooth on a floor that rises 0.5 MB/min.
+    const risingFloor = memoryTrendOf(gc(0.5), 0, 2400)!;
+    expect(risingFloor.rssFloorSecondHalfSlopeMbPerMin).toBeCloseTo(0.5, 1);
+    expect(risingFloor.bounded).toBe(false);
+
     // Under a minute of samples there is no trend to speak of.
     expect(memoryTrendOf(ticks(() => 400).slice(0, 50), 0, 2400)).toBeNull();
   });

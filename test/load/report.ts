@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import type { ProfileSummary } from './cpu-profile';
 import type { MemoryDetail } from './memory-detail';
-import { FLAT_RSS_MB_PER_MIN, type RunResult, type ScenarioResult, type StepResult } from './scenarios';
+import { FLAT_MB_PER_MIN, type RunResult, type ScenarioResult, type StepResult } from './scenarios';
 import { round } from './stats';
 import { lineChart, type Series } from './svg-chart';
 
@@ -551,9 +551,11 @@ export function markdown(results: LoadResults, chartDir: string, docFile: string
         const t = run.memoryTrend;
         lines.push(
           `Memory over the last ${t.windowS} s: RSS slope ${fmt(t.rssSlopeMbPerMin)} MB/min overall, ${t.rssSlopeByThirdMbPerMin.map((v) => fmt(v)).join(' → ')} MB/min by thirds, ` +
-            `${fmt(t.rssSecondHalfSlopeMbPerMin)} MB/min over the second half (${fmt(t.rssPerDayMb)} MB a day at that pace); ` +
-            `JS heap slope ${fmt(t.heapSlopeMbPerMin)} MB/min; RSS mean ${fmt(t.rssFirstHalfMeanMb)} MB in the first half, ${fmt(t.rssSecondHalfMeanMb)} MB in the second → ` +
-            `${t.bounded ? 'bounded (no growth trend)' : `GROWING (flat means ≤ ${FLAT_RSS_MB_PER_MIN} MB/min over the second half)`}.`,
+            `${fmt(t.rssSecondHalfSlopeMbPerMin)} MB/min over the second half; JS heap slope ${fmt(t.heapSlopeMbPerMin)} MB/min; ` +
+            `RSS mean ${fmt(t.rssFirstHalfMeanMb)} MB in the first half, ${fmt(t.rssSecondHalfMeanMb)} MB in the second. ` +
+            `Floors (each minute's lowest, what stays after the collections) over the second half: RSS ${fmt(t.rssFloorSecondHalfSlopeMbPerMin)} MB/min ` +
+            `(${fmt(t.rssPerDayMb)} MB a day at that pace), JS heap ${fmt(t.heapFloorSecondHalfSlopeMbPerMin)} MB/min → ` +
+            `${t.bounded ? 'bounded (no growth trend)' : `GROWING (flat means floors ≤ ${FLAT_MB_PER_MIN} MB/min over the second half)`}.`,
           '',
         );
       }

@@ -284,19 +284,27 @@ export interface MemoryTrend {
   rssSecondHalfMeanMb: number | null;
   /** RSS slope over the second half: the pace once the allocators have warmed up. */
   rssSecondHalfSlopeMbPerMin: number | null;
-  /** What a day at that pace would add. */
+  /**
+   * The same for the floors: each minute's lowest RSS and JS heap, i.e. what the process keeps
+   * right after its garbage collections (V8 runs a mark-compact every ≈ 10–15 s under the soak).
+   * The means above also move with how much garbage V8 lets pile up between collections, which its
+   * heuristics vary over minutes; a leak raises the floor.
+   */
+  rssFloorSecondHalfSlopeMbPerMin: number | null;
+  heapFloorSecondHalfSlopeMbPerMin: number | null;
+  /** What a day at the floor's second-half pace would add. */
   rssPerDayMb: number | null;
   /**
-   * No growth trend: the JS heap is flat (< 0.5 MB/min) and so is RSS over the second half, within
-   * what the Buffers of the images in flight make it swing (≤ 0.2 MB/min, < 300 MB a day). A
-   * soak shorter than ≈ 30 minutes rarely passes: its second half still holds the allocators'
-   * warm-up, and it is too short to tell a plateau from a slow leak.
+   * No growth trend: over the second half, neither RSS's floor nor the JS heap's rises beyond
+   * what the Buffers of the images in flight make it swing (≤ 0.2 MB/min, < 300 MB a day). A soak
+   * shorter than ≈ 30 minutes rarely passes: its second half still holds the allocators' warm-up,
+   * and it is too short to tell a plateau from a slow leak.
    */
   bounded: boolean;
 }
 
-/** RSS slope over a soak's second half below which it counts as flat (see MemoryTrend.bounded). */
-export const FLAT_RSS_MB_PER_MIN = 0.2;
+/** Floor slope over a soak's second half below which it counts as flat (see MemoryTrend.bounded). */
+export const FLAT_MB_PER_MIN = 0.2;
 
 export interface SaturationResult {
   connections: number;
@@ -595,7 +603,10 @@ export function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTr
   const slope = (ts: Tick[], pick: (t: Tick) => number | null) => slopePerMinute(ts.filter((t) => pick(t) !== null).map((t) => [t.t, pick(t)!]));
   const thirds = [0, 1, 2].map((i) => slope(window.filter((t) => t.t >= start + (i * span) / 3 && t.t <= start + ((i + 1) * span) / 3), (t) => t.rssMb));
   const heapSlope = slope(window, (t) => t.heapUsedMb);
-  const secondHalfSlope = slope(window.filter((t) => t.t >= start + span / 2), (t) => t.rssMb);
+  const secondHalf = window.filter((t) => t.t >= start + span / 2);
+  const secondHalfSlope = slope(secondHalf, (t) => t.rssMb);
+  const rssFloorSlope = slopePerMinute(floorsPerMinute(secondHalf, (t) => t.rssMb));
+  const heapFloorSlope = slopePerMinute(floorsPerMinute(secondHalf, (t) => t.heapUsedMb));
   return {
     windowS: round(span, 0) ?? 0,
     rssSlopeMbPerMin: slope(window, (t) => t.rssMb),
@@ -604,9 +615,29 @@ export function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTr
     rssFirstHalfMeanMb: round(first, 1),
     rssSecondHalfMeanMb: round(second, 1),
     rssSecondHalfSlopeMbPerMin: secondHalfSlope,
-    rssPerDayMb: secondHalfSlope === null ? null : round(secondHalfSlope * 1440, 0),
-    bounded: heapSlope !== null && heapSlope < 0.5 && secondHalfSlope !== null && secondHalfSlope <= FLAT_RSS_MB_PER_MIN,
+    rssFloorSecondHalfSlopeMbPerMin: rssFloorSlope,
+    heapFloorSecondHalfSlopeMbPerMin: heapFloorSlope,
+    rssPerDayMb: rssFloorSlope === null ? null : round(rssFloorSlope * 1440, 0),
+    bounded: rssFloorSlope !== null && rssFloorSlope <= FLAT_MB_PER_MIN && heapFloorSlope !== null && heapFloorSlope <= FLAT_MB_PER_MIN,
   };
+}
+
+/** Each whole minute's lowest value, as (seconds, value) at the minute's middle. */
+function floorsPerMinute(ticks: Tick[], pick: (t: Tick) => number | null): [number, number][] {
+  const minutes = new Map<number, number[]>();
+  const start = ticks[0]?.t ?? 0;
+  for (const t of ticks) {
+    const value = pick(t);
+    if (value === null) continue;
+    const minute = Math.floor((t.t - start) / 60);
+    const values = minutes.get(minute) ?? [];
+    values.push(value);
+    minutes.set(minute, values);
+  }
+  // A minute cut short by the window's end would put a half-minute's floor among whole ones.
+  return [...minutes]
+    .filter(([, values]) => values.length >= 45)
+    .map(([minute, values]) => [start + minute * 60 + 30, Math.min(...values)]);
 }
 
 /** The light routes named in the report, for its tables. */
