@@ -598,12 +598,12 @@ export function memoryTrendOf(ticks: Tick[], from: number, to: number): MemoryTr
   const start = window[0].t;
   const span = window[window.length - 1].t - start;
   const mean = (ts: Tick[]) => ts.reduce((a, t) => a + t.rssMb!, 0) / Math.max(1, ts.length);
+  const secondHalf = window.filter((t) => t.t >= start + span / 2);
   const first = mean(window.filter((t) => t.t < start + span / 2));
-  const second = mean(window.filter((t) => t.t >= start + span / 2));
+  const second = mean(secondHalf);
   const slope = (ts: Tick[], pick: (t: Tick) => number | null) => slopePerMinute(ts.filter((t) => pick(t) !== null).map((t) => [t.t, pick(t)!]));
   const thirds = [0, 1, 2].map((i) => slope(window.filter((t) => t.t >= start + (i * span) / 3 && t.t <= start + ((i + 1) * span) / 3), (t) => t.rssMb));
   const heapSlope = slope(window, (t) => t.heapUsedMb);
-  const secondHalf = window.filter((t) => t.t >= start + span / 2);
   const secondHalfSlope = slope(secondHalf, (t) => t.rssMb);
   const rssFloorSlope = slopePerMinute(floorsPerMinute(secondHalf, (t) => t.rssMb));
   const heapFloorSlope = slopePerMinute(floorsPerMinute(secondHalf, (t) => t.heapUsedMb));
