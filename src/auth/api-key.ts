@@ -1,5 +1,6 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request } from 'express';
+import type { ApiKeyEntry } from '../config/api-keys';
 
 /** The API key a request presents: `x-api-key`, or `Authorization: Bearer <key>`. */
 export function presentedKey(req: Request): string | undefined {
@@ -12,15 +13,13 @@ export function presentedKey(req: Request): string | undefined {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** Constant-time membership test (hashing first makes the lengths equal). */
-export function isKnownKey(key: string, keys: readonly string[]): boolean {
+/**
+ * The configured entry whose key is `key`, or undefined. Constant time in the key's content: every
+ * entry is compared (hashing first makes the lengths equal), whichever matches.
+ */
+export function findKey(key: string, keys: readonly ApiKeyEntry[]): ApiKeyEntry | undefined {
   const presented = digest(key);
-  let found = false;
-  for (const k of keys) found = timingSafeEqual(presented, digest(k)) || found;
+  let found: ApiKeyEntry | undefined;
+  for (const entry of keys) if (timingSafeEqual(presented, digest(entry.key))) found ??= entry;
   return found;
-}
-
-/** A short, non-reversible label for a key (rate-limit buckets, logs): never the key itself. */
-export function keyFingerprint(key: string): string {
-  return digest(key).toString('hex').slice(0, 12);
 }

@@ -2,21 +2,27 @@ import { ExecutionContext, HttpStatus, Injectable } from '@nestjs/common';
 import { ThrottlerGuard, ThrottlerLimitDetail } from '@nestjs/throttler';
 import type { Request } from 'express';
 import { AppError } from '../common/app-error';
-import { keyFingerprint, presentedKey } from './api-key';
+import { principalOf } from './principal';
 
 /**
- * Per-key rate limit on `/api/*` (per client address when no key is sent). Limits come from
- * `RATE_LIMIT_PER_MINUTE`; 0 turns it off (see AuthModule).
+ * Per-client rate limit on every protected route (`RATE_LIMIT_PER_MINUTE`; 0 turns it off, see
+ * AuthModule). It runs after ApiKeyGuard and counts by the principal's client: the key's name when
+ * keys are configured, else the client address, so sending a fresh random key buys no new allowance.
+ * The allowance is shared by all routes. Public routes (no principal) are never limited.
  */
 @Injectable()
 export class RateLimitGuard extends ThrottlerGuard {
   protected override async getTracker(req: Record<string, any>): Promise<string> {
-    const key = presentedKey(req as Request);
-    return key ? `key:${keyFingerprint(key)}` : `ip:${(req as Request).ip ?? 'unknown'}`;
+    return principalOf(req as Request)!.client;
+  }
+
+  /** One allowance per client across every route (the default would give each route its own). */
+  protected override generateKey(_context: ExecutionContext, tracker: string, throttlerName: string): string {
+    return `${throttlerName}:${tracker}`;
   }
 
   protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {
-    return !context.switchToHttp().getRequest<Request>().path.startsWith('/api/');
+    return principalOf(context.switchToHttp().getRequest<Request>()) === undefined;
   }
 
   protected override async throwThrottlingException(_context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {

@@ -64,6 +64,8 @@ export interface GenerationUsage {
 
 export interface Generation {
   id: string;
+  /** The API key name that created it; null when created with API keys off. Never sent to clients. */
+  owner: string | null;
   status: GenerationStatus;
   stage: GenerationStage;
   prompt: string;
@@ -97,9 +99,15 @@ export interface GenerationInput {
 }
 
 /** A freshly accepted generation: `queued`, nothing measured or produced yet. */
-export function newQueuedGeneration(id: string, model: string, input: GenerationInput, createdAt = new Date()): Generation {
+export function newQueuedGeneration(
+  id: string,
+  model: string,
+  input: GenerationInput,
+  { owner = null, createdAt = new Date() }: { owner?: string | null; createdAt?: Date } = {},
+): Generation {
   return {
     id,
+    owner,
     status: 'queued',
     stage: 'queued',
     ...input,

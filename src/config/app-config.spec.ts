@@ -1,3 +1,4 @@
+import { bareKeyName } from './api-keys';
 import { ConfigError, loadConfig } from './app-config';
 
 describe('loadConfig', () => {
@@ -27,14 +28,38 @@ describe('loadConfig', () => {
       S3_BUCKET: 'images',
       S3_ENDPOINT: 'http://127.0.0.1:4568',
       S3_FORCE_PATH_STYLE: 'true',
-      API_KEYS: 'a, b,,c',
+      API_KEYS: 'alice:alice-key-0123456789, bob-key-0123456789abc,,carol:with:colons-0123456789',
       METRICS_PORT: '0',
     });
     expect(c.port).toBe(8080);
     expect(c.gemini.useEmulator).toBe(false);
     expect(c.s3).toMatchObject({ bucket: 'images', endpoint: 'http://127.0.0.1:4568', forcePathStyle: true });
-    expect(c.http.apiKeys).toEqual(['a', 'b', 'c']);
+    expect(c.http.apiKeys).toEqual([
+      { name: 'alice', key: 'alice-key-0123456789' },
+      { name: bareKeyName('bob-key-0123456789abc'), key: 'bob-key-0123456789abc' },
+      { name: 'carol', key: 'with:colons-0123456789' },
+    ]);
+    expect(bareKeyName('bob-key-0123456789abc')).toMatch(/^key-[0-9a-f]{12}$/);
     expect(c.metrics.port).toBe(0);
+  });
+
+  it('refuses API_KEYS with duplicate names or keys, bad names or short keys, naming each entry', () => {
+    let error: unknown;
+    try {
+      loadConfig({ API_KEYS: 'a:key-one-0123456789,a:key-two-0123456789,b:key-one-0123456789,bad name:key-three-0123456789,c:short' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toEqual([
+      expect.stringMatching(/entry 2: the name a is used twice/),
+      expect.stringMatching(/entry 3 \(b\): the same key is configured twice/),
+      expect.stringMatching(/entry 4: the name must be/),
+      expect.stringMatching(/entry 5 \(c\): the key must be at least 16 characters/),
+    ]);
+    // The keys themselves never appear in the message.
+    expect((error as Error).message).not.toMatch(/key-one|short/);
   });
 
   it('names every bad variable in one error', () => {

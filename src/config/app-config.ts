@@ -5,6 +5,7 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
 import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
+import { ApiKeyEntry, parseApiKeys } from './api-keys';
 
 /** Thrown when the environment is invalid; its message names every bad variable. */
 export class ConfigError extends Error {
@@ -42,7 +43,9 @@ export class AppConfig {
   readonly palette: { workers: number; maxQueue: number; mode: 'pool' | 'inline' };
   readonly metrics: { port: number };
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
-  readonly http: { apiKeys: string[]; rateLimitPerMinute: number; corsOrigins: string[] };
+  readonly http: { apiKeys: ApiKeyEntry[]; rateLimitPerMinute: number; corsOrigins: string[] };
+  /** Fair shares: what one client (key, or address without keys) may hold at once. */
+  readonly fairness: { maxActivePerClient: number; geminiConcurrencyPerClient: number };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
@@ -82,9 +85,16 @@ export class AppConfig {
       otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
     };
     this.http = {
-      apiKeys: env.API_KEYS,
+      apiKeys: parseApiKeys(env.API_KEYS).keys,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
       corsOrigins: env.CORS_ORIGINS,
+    };
+    this.fairness = {
+      maxActivePerClient: env.MAX_ACTIVE_GENERATIONS_PER_CLIENT,
+      geminiConcurrencyPerClient: Math.min(
+        env.GEMINI_MAX_CONCURRENCY,
+        env.GEMINI_MAX_CONCURRENCY_PER_CLIENT ?? Math.ceil(env.GEMINI_MAX_CONCURRENCY / 2),
+      ),
     };
     this.logLevel = env.LOG_LEVEL;
   }
@@ -112,6 +122,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const dto = plainToInstance(EnvDto, known, { exposeDefaultValues: true });
   const errors = validateSync(dto, { whitelist: false });
   if (errors.length > 0) throw new ConfigError(describe(errors));
+  const problems = parseApiKeys(dto.API_KEYS).problems;
+  if (problems.length > 0) throw new ConfigError(problems);
   return new AppConfig(dto);
 }
 

@@ -105,13 +105,24 @@ export class EnvDto {
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
   LOG_LEVEL = 'info';
 
-  /** Comma-separated API keys; set → every /api route needs `x-api-key` or `Authorization: Bearer`. */
+  /**
+   * Comma-separated `name:key` entries (a bare `key` is named by a short hash of itself); set → every
+   * /api route needs `x-api-key` or `Authorization: Bearer`, and each key sees only its own data.
+   */
   @Transform(toList) @IsString({ each: true })
   API_KEYS: string[] = [];
 
   /** Requests per minute per API key (or per client address without keys); 0 = unlimited. */
   @Type(() => Number) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_PER_MINUTE = 0;
+
+  /** Generations one client (API key, or address without keys) may have queued or running at once. */
+  @Type(() => Number) @IsInt() @Min(1) @Max(100_000)
+  MAX_ACTIVE_GENERATIONS_PER_CLIENT = 20;
+
+  /** Gemini calls one client may have in flight; default half of GEMINI_MAX_CONCURRENCY, rounded up. */
+  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10_000)
+  GEMINI_MAX_CONCURRENCY_PER_CLIENT?: number;
 
   /** Comma-separated allowed origins, `*` for any; empty = CORS off. */
   @Transform(toList) @IsString({ each: true })

@@ -7,6 +7,8 @@ import type { AspectRatio, GenerationErrorCode, GenerationStage, GenerationStatu
  */
 export interface GenerationsTable {
   id: string;
+  /** API key name of the creator; null = created with API keys off. */
+  owner: string | null;
   status: GenerationStatus;
   stage: GenerationStage;
   prompt: string;

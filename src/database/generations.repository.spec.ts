@@ -13,7 +13,7 @@ const T0 = Date.UTC(2030, 0, 2, 3, 4, 5, 678);
 
 function generation(overrides: Partial<Generation> = {}): Generation {
   return {
-    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a lighthouse at dusk', aspectRatio: '1:1', count: 1, paletteSize: 5 }, new Date(T0)),
+    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a lighthouse at dusk', aspectRatio: '1:1', count: 1, paletteSize: 5 }, { createdAt: new Date(T0) }),
     ...overrides,
   };
 }
@@ -64,7 +64,7 @@ describe('GenerationsRepository', () => {
     it('round-trips every field: dates, timings, images with palettes, usage', async () => {
       const g = succeeded();
       await repo.create(g);
-      const found = await repo.findById(g.id);
+      const found = await repo.findById(g.id, null);
       expect(found).toEqual(g);
       expect(found?.createdAt).toBeInstanceOf(Date);
       expect(found?.createdAt.getTime()).toBe(T0);
@@ -78,21 +78,21 @@ describe('GenerationsRepository', () => {
         completedAt: new Date(T0 + 1),
       });
       await repo.create(g);
-      expect(await repo.findById(g.id)).toEqual(g);
+      expect(await repo.findById(g.id, null)).toEqual(g);
     });
 
     it('returns null for an unknown id and refuses a duplicate id', async () => {
       const g = generation();
       await repo.create(g);
-      expect(await repo.findById(newGenerationId())).toBeNull();
+      expect(await repo.findById(newGenerationId(), null)).toBeNull();
       await expect(repo.create({ ...g, prompt: 'other' })).rejects.toThrow(/UNIQUE|constraint/i);
-      expect((await repo.findById(g.id))?.prompt).toBe(g.prompt);
+      expect((await repo.findById(g.id, null))?.prompt).toBe(g.prompt);
     });
 
     it('rejects an invalid date instead of storing garbage', async () => {
       const g = generation({ createdAt: new Date(Number.NaN) });
       await expect(repo.create(g)).rejects.toThrow(TypeError);
-      expect(await repo.findById(g.id)).toBeNull();
+      expect(await repo.findById(g.id, null)).toBeNull();
     });
   });
 
@@ -112,9 +112,9 @@ describe('GenerationsRepository', () => {
 
     it('pages newest first through 3 pages with equal timestamps, no repeats, no gaps', async () => {
       const expected = await seed();
-      const p1 = await repo.list({ limit: 3 });
-      const p2 = await repo.list({ limit: 3, cursor: p1.nextCursor! });
-      const p3 = await repo.list({ limit: 3, cursor: p2.nextCursor! });
+      const p1 = await repo.list({ owner: null, limit: 3 });
+      const p2 = await repo.list({ owner: null, limit: 3, cursor: p1.nextCursor! });
+      const p3 = await repo.list({ owner: null, limit: 3, cursor: p2.nextCursor! });
       expect([p1, p2, p3].map((p) => p.items.length)).toEqual([3, 3, 2]);
       expect(p1.nextCursor).toEqual(expect.any(String));
       expect(p2.nextCursor).toEqual(expect.any(String));
@@ -127,18 +127,18 @@ describe('GenerationsRepository', () => {
 
     it('keeps later pages stable when newer generations arrive between requests', async () => {
       const expected = await seed();
-      const p1 = await repo.list({ limit: 4 });
+      const p1 = await repo.list({ owner: null, limit: 4 });
       await repo.create(generation({ createdAt: new Date(T0 + 60_000) }));
       await repo.create(generation({ createdAt: new Date(T0) }));
-      const p2 = await repo.list({ limit: 4, cursor: p1.nextCursor! });
+      const p2 = await repo.list({ owner: null, limit: 4, cursor: p1.nextCursor! });
       expect(p1.items.map((g) => g.id)).toEqual(expected.slice(0, 4).map((g) => g.id));
       expect(p2.items.map((g) => g.id)).toEqual(expected.slice(4).map((g) => g.id));
     });
 
     it('returns no cursor when the last page is exactly full, and empty pages on an empty table', async () => {
-      expect(await repo.list({ limit: 5 })).toEqual({ items: [], nextCursor: null });
+      expect(await repo.list({ owner: null, limit: 5 })).toEqual({ items: [], nextCursor: null });
       const expected = await seed();
-      const all = await repo.list({ limit: expected.length });
+      const all = await repo.list({ owner: null, limit: expected.length });
       expect(all.items).toHaveLength(expected.length);
       expect(all.nextCursor).toBeNull();
     });
@@ -154,7 +154,7 @@ describe('GenerationsRepository', () => {
       ['SQL in the id', Buffer.from("1:x' or 1=1 --").toString('base64url')],
     ])('refuses an invalid cursor (%s) with a 400 InvalidCursorError', async (_name, cursor) => {
       await seed();
-      const error = await repo.list({ limit: 3, cursor }).catch((e: unknown) => e);
+      const error = await repo.list({ owner: null, limit: 3, cursor }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(InvalidCursorError);
       expect(error).toBeInstanceOf(AppError);
       expect(error).toMatchObject({ status: HttpStatus.BAD_REQUEST, code: 'INVALID_CURSOR' });
@@ -162,21 +162,60 @@ describe('GenerationsRepository', () => {
 
     it('accepts any well-formed cursor, even one pointing between rows', async () => {
       const expected = await seed();
-      const page = await repo.list({ limit: 10, cursor: encodeCursor({ createdAt: T0 - 500, id: 'z' }) });
+      const page = await repo.list({ owner: null, limit: 10, cursor: encodeCursor({ createdAt: T0 - 500, id: 'z' }) });
       expect(page.items.map((g) => g.id)).toEqual(expected.slice(-2).map((g) => g.id));
     });
 
     it.each([0, -1, 1.5, 1001, Number.NaN])('refuses limit %p', async (limit) => {
-      await expect(repo.list({ limit })).rejects.toThrow(RangeError);
+      await expect(repo.list({ owner: null, limit })).rejects.toThrow(RangeError);
     });
   });
 
-  describe('update', () => {
+  describe('ownership', () => {
+    it('finds and lists only the owner\'s generations; no key (null) is an owner of its own', async () => {
+      const alice = [0, 1, 2].map((i) => generation({ owner: 'alice', createdAt: new Date(T0 + i) }));
+      const bob = [0, 1].map((i) => generation({ owner: 'bob', createdAt: new Date(T0 + 10 + i) }));
+      const legacy = generation({ owner: null, createdAt: new Date(T0 + 20) });
+      for (const g of [...alice, ...bob, legacy]) await repo.create(g);
+
+      expect(await repo.findById(alice[0].id, 'alice')).toEqual(alice[0]);
+      expect(await repo.findById(alice[0].id, 'bob')).toBeNull();
+      expect(await repo.findById(alice[0].id, null)).toBeNull();
+      expect(await repo.findById(legacy.id, 'alice')).toBeNull();
+      expect(await repo.findById(legacy.id, null)).toEqual(legacy);
+
+      const ids = async (owner: string | null) => {
+        const out: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await repo.list({ owner, limit: 2, cursor });
+          out.push(...page.items.map((g) => g.id));
+          cursor = page.nextCursor ?? undefined;
+        } while (cursor);
+        return out;
+      };
+      expect(await ids('alice')).toEqual(alice.map((g) => g.id).reverse());
+      expect(await ids('bob')).toEqual(bob.map((g) => g.id).reverse());
+      expect(await ids(null)).toEqual([legacy.id]);
+      expect(await ids('carol')).toEqual([]);
+    });
+
+    it('a cursor taken from another owner\'s page reveals nothing of theirs', async () => {
+      const mine = generation({ owner: 'alice', createdAt: new Date(T0) });
+      const theirs = [1, 2, 3].map((i) => generation({ owner: 'bob', createdAt: new Date(T0 + i) }));
+      for (const g of [mine, ...theirs]) await repo.create(g);
+      const bobsPage = await repo.list({ owner: 'bob', limit: 1 });
+      const page = await repo.list({ owner: 'alice', limit: 10, cursor: bobsPage.nextCursor! });
+      expect(page.items.map((g) => g.id)).toEqual([mine.id]);
+    });
+  });
+
+  describe('updateIfNotFinal: the patch', () => {
     it('applies the patch, returns the record and leaves the other fields alone', async () => {
       const g = generation();
       await repo.create(g);
       const startedAt = new Date(T0 + 10);
-      const updated = await repo.update(g.id, {
+      const updated = await repo.updateIfNotFinal(g.id, {
         status: 'running',
         stage: 'gemini',
         startedAt,
@@ -184,26 +223,25 @@ describe('GenerationsRepository', () => {
       });
       const expected = { ...g, status: 'running', stage: 'gemini', startedAt, timings: { ...emptyTimings(), queueMs: 10 } };
       expect(updated).toEqual(expected);
-      expect(await repo.findById(g.id)).toEqual(expected);
+      expect(await repo.findById(g.id, null)).toEqual(expected);
     });
 
     it('sets and clears error, usage, images and dates', async () => {
-      const g = succeeded();
+      const g = succeeded({ status: 'running', stage: 'palette' });
       await repo.create(g);
-      const failed = await repo.update(g.id, {
-        status: 'failed',
+      const failed = await repo.updateIfNotFinal(g.id, {
         images: [],
         usage: { inputTokens: 1, outputTokens: 2 },
         error: { code: 'STORAGE_ERROR', message: 'disk full' },
       });
       expect(failed).toMatchObject({ images: [], usage: { inputTokens: 1, outputTokens: 2 }, error: { code: 'STORAGE_ERROR' } });
-      const cleared = await repo.update(g.id, { error: null, startedAt: null, completedAt: null });
-      expect(cleared).toMatchObject({ error: null, startedAt: null, completedAt: null, status: 'failed' });
+      const cleared = await repo.updateIfNotFinal(g.id, { error: null, startedAt: null, completedAt: null });
+      expect(cleared).toMatchObject({ error: null, startedAt: null, completedAt: null, status: 'running' });
     });
 
     it('throws GenerationNotFoundError (404) for an unknown id', async () => {
       const id = newGenerationId();
-      const error = await repo.update(id, { stage: 'upload' }).catch((e: unknown) => e);
+      const error = await repo.updateIfNotFinal(id, { stage: 'upload' }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(GenerationNotFoundError);
       expect(error).toMatchObject({ status: HttpStatus.NOT_FOUND, id });
     });
@@ -223,7 +261,7 @@ describe('GenerationsRepository', () => {
       const g = status === 'succeeded' ? succeeded() : generation({ status, completedAt: new Date(T0 + 5) });
       await repo.create(g);
       expect(await repo.updateIfNotFinal(g.id, { status: 'canceled', error: { code: 'CANCELED', message: 'x' } })).toBeNull();
-      expect(await repo.findById(g.id)).toEqual(g);
+      expect(await repo.findById(g.id, null)).toEqual(g);
     });
 
     it('lets exactly one of two racing final writes win', async () => {
@@ -235,7 +273,7 @@ describe('GenerationsRepository', () => {
       ]);
       expect([cancel, finish].filter((r) => r !== null)).toHaveLength(1);
       const winner = (cancel ?? finish)!;
-      expect(await repo.findById(g.id)).toEqual(winner);
+      expect(await repo.findById(g.id, null)).toEqual(winner);
     });
 
     it('throws GenerationNotFoundError for an unknown id', async () => {
@@ -257,15 +295,15 @@ describe('GenerationsRepository', () => {
       const ids = await repo.failUnfinished({ code: 'INTERRUPTED', message: 'stopped' }, at);
 
       expect([...ids].sort()).toEqual([queued.id, running.id].sort());
-      expect(await repo.findById(queued.id)).toEqual({
+      expect(await repo.findById(queued.id, null)).toEqual({
         ...queued,
         status: 'failed',
         completedAt: at,
         error: { code: 'INTERRUPTED', message: 'stopped' },
       });
-      expect(await repo.findById(running.id)).toMatchObject({ status: 'failed', stage: 'upload', completedAt: at });
-      expect(await repo.findById(done.id)).toEqual(done);
-      expect(await repo.findById(canceled.id)).toEqual(canceled);
+      expect(await repo.findById(running.id, null)).toMatchObject({ status: 'failed', stage: 'upload', completedAt: at });
+      expect(await repo.findById(done.id, null)).toEqual(done);
+      expect(await repo.findById(canceled.id, null)).toEqual(canceled);
       expect(await repo.failUnfinished({ code: 'INTERRUPTED', message: 'again' }, at)).toEqual([]);
     });
   });
@@ -284,7 +322,7 @@ describe('GenerationsRepository', () => {
 });
 
 describe('GenerationsRepository query plans', () => {
-  it('serves history pages from the (created_at, id) index without sorting', async () => {
+  it('serves each owner\'s history pages from the (owner, created_at, id) index without sorting', async () => {
     const sqlite = openSqlite(':memory:');
     const queries: CompiledQuery[] = [];
     const db = new Kysely<DatabaseSchema>({
@@ -296,18 +334,19 @@ describe('GenerationsRepository query plans', () => {
     try {
       await migrateToLatest(db);
       const repo = new GenerationsRepository(db);
-      for (let i = 0; i < 50; i++) await repo.create(generation({ createdAt: new Date(T0 + i) }));
+      for (let i = 0; i < 60; i++) await repo.create(generation({ owner: ['a', 'b', null][i % 3], createdAt: new Date(T0 + i) }));
       sqlite.exec('ANALYZE');
-      const first = await repo.list({ limit: 10 });
-      await repo.list({ limit: 10, cursor: first.nextCursor! });
-      const [q1, q2] = queries.slice(-2);
-      for (const q of [q1, q2]) {
+      for (const owner of ['a', null]) {
+        const first = await repo.list({ owner, limit: 10 });
+        await repo.list({ owner, limit: 10, cursor: first.nextCursor! });
+      }
+      for (const q of queries.slice(-4)) {
         const plan = sqlite
           .prepare(`EXPLAIN QUERY PLAN ${q.sql}`)
           .all(...(q.parameters as (string | number)[]))
           .map((r) => String(r.detail))
           .join('\n');
-        expect(plan).toContain('generations_created_at_id_idx');
+        expect(plan).toContain('generations_owner_created_at_id_idx');
         expect(plan).not.toMatch(/TEMP B-TREE/);
       }
     } finally {

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Insertable, Selectable, sql, Updateable } from 'kysely';
+import { ExpressionBuilder, Insertable, Selectable, sql, Updateable } from 'kysely';
 import {
   FINAL_STATUSES,
   Generation,
@@ -9,7 +9,7 @@ import {
 } from '../common/generation.model';
 import { Database, KYSELY } from './database';
 import { GenerationNotFoundError } from './database.errors';
-import type { GenerationsTable } from './database.schema';
+import type { DatabaseSchema, GenerationsTable } from './database.schema';
 import { decodeCursor, encodeCursor } from './generation-cursor';
 
 // The errors callers catch travel with the repository that throws them.
@@ -33,6 +33,14 @@ const UNFINISHED_STATUSES = GENERATION_STATUSES.filter((s) => !FINAL_STATUSES.in
 
 type GenerationRow = Selectable<GenerationsTable>;
 
+/** Whose data a query may see: an API key's name, or null for what was created with keys off. */
+export type Owner = string | null;
+
+/** The one owner filter every user-facing query uses (`owner IS NULL` is not `owner = NULL`). */
+function ownedBy(owner: Owner) {
+  return (eb: ExpressionBuilder<DatabaseSchema, 'generations'>) => (owner === null ? eb('owner', 'is', null) : eb('owner', '=', owner));
+}
+
 /**
  * Generations in the database, as the `Generation` domain type. Every write is one SQL statement,
  * so a crash can never leave a half-written record; the conditional writes (`updateIfNotFinal`,
@@ -46,8 +54,12 @@ export class GenerationsRepository {
     await this.db.insertInto('generations').values(toRow(generation)).execute();
   }
 
-  async findById(id: string): Promise<Generation | null> {
-    const row = await this.db.selectFrom('generations').selectAll().where('id', '=', id).executeTakeFirst();
+  /**
+   * The generation with `id` if it belongs to `owner` (null: created with API keys off), else null:
+   * another owner's generation is as absent as an unknown one.
+   */
+  async findById(id: string, owner: Owner): Promise<Generation | null> {
+    const row = await this.db.selectFrom('generations').selectAll().where('id', '=', id).where(ownedBy(owner)).executeTakeFirst();
     return row ? fromRow(row) : null;
   }
 
@@ -56,13 +68,14 @@ export class GenerationsRepository {
    * rows inserted meanwhile neither repeat nor shift later pages. Throws `InvalidCursorError` for a
    * cursor this method did not issue.
    */
-  async list({ limit, cursor }: { limit: number; cursor?: string }): Promise<GenerationPage> {
+  async list({ owner, limit, cursor }: { owner: Owner; limit: number; cursor?: string }): Promise<GenerationPage> {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new RangeError(`limit must be an integer in 1..${MAX_PAGE_SIZE}, got ${limit}`);
     }
     let query = this.db
       .selectFrom('generations')
       .selectAll()
+      .where(ownedBy(owner))
       .orderBy('created_at', 'desc')
       .orderBy('id', 'desc')
       .limit(limit + 1);
@@ -78,18 +91,6 @@ export class GenerationsRepository {
     const nextCursor =
       rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt.getTime(), id: last.id }) : null;
     return { items, nextCursor };
-  }
-
-  /** Applies `patch` and returns the updated generation; throws `GenerationNotFoundError`. */
-  async update(id: string, patch: GenerationPatch): Promise<Generation> {
-    const row = await this.db
-      .updateTable('generations')
-      .set(toPatchRow(patch))
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirst();
-    if (!row) throw new GenerationNotFoundError(id);
-    return fromRow(row);
   }
 
   /**
@@ -166,6 +167,7 @@ function fromMsOrNull(ms: number | null): Date | null {
 function toRow(g: Generation): Insertable<GenerationsTable> {
   return {
     id: g.id,
+    owner: g.owner,
     status: g.status,
     stage: g.stage,
     prompt: g.prompt,
@@ -208,6 +210,7 @@ function toPatchRow(patch: GenerationPatch): Updateable<GenerationsTable> {
 function fromRow(row: GenerationRow): Generation {
   return {
     id: row.id,
+    owner: row.owner,
     status: row.status,
     stage: row.stage,
     prompt: row.prompt,

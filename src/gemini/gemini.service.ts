@@ -20,6 +20,11 @@ export interface GenerateImageOptions {
   /** Aborts the call wherever it is: queued for a slot, mid-request, or in backoff. */
   signal?: AbortSignal;
   onSlotAcquired?: () => void;
+  /**
+   * Who the call is for (an API key's or a client address's identity): one client holds at most
+   * GEMINI_MAX_CONCURRENCY_PER_CLIENT slots, so others keep moving while its calls run or hang.
+   */
+  client?: string;
 }
 
 export interface GeneratedImage {
@@ -121,7 +126,7 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
     @Optional() @Inject(GEMINI_BACKOFF) backoff?: BackoffPolicy,
   ) {
     this.backoff = backoff ?? DEFAULT_BACKOFF;
-    this.semaphore = new Semaphore(config.gemini.maxConcurrency);
+    this.semaphore = new Semaphore(config.gemini.maxConcurrency, config.fairness.geminiConcurrencyPerClient);
     metrics.gauge('gemini.semaphore.in_flight', 'Gemini calls holding a semaphore slot', () => this.semaphore.inFlight, '{call}');
     metrics.gauge('gemini.semaphore.waiting', 'Gemini calls waiting for a semaphore slot', () => this.semaphore.waiting, '{call}');
     metrics.gauge('gemini.semaphore.capacity', 'Semaphore slots (GEMINI_MAX_CONCURRENCY)', () => this.semaphore.capacity, '{call}');
@@ -182,11 +187,11 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
   async generateImage(request: GenerateImageRequest, opts: GenerateImageOptions = {}): Promise<GeneratedImage> {
     const client = this.client;
     if (!client) throw new Error('GeminiService used before onModuleInit');
-    const { signal, onSlotAcquired } = opts;
+    const { signal, onSlotAcquired, client: caller } = opts;
     const waitStarted = performance.now();
     let release: () => void;
     try {
-      release = await this.semaphore.acquire(signal);
+      release = await this.semaphore.acquire(signal, caller);
     } catch (error) {
       throw classifyGeminiError(error, { canceled: true });
     }

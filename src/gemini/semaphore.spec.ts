@@ -90,3 +90,86 @@ describe('Semaphore', () => {
     expect(() => new Semaphore(0)).toThrow(RangeError);
   });
 });
+
+describe('Semaphore with a per-key share', () => {
+  it('never lets one key hold more than its share, and serves other keys meanwhile', async () => {
+    const sem = new Semaphore(4, 2);
+    const a1 = await sem.acquire(undefined, 'a');
+    await sem.acquire(undefined, 'a');
+    let a3Granted = false;
+    const a3 = sem.acquire(undefined, 'a').then((release) => {
+      a3Granted = true;
+      return release;
+    });
+    // 'b' arrives after a3 but a3 is at its key's share: b passes it and takes a free slot.
+    const b1 = await sem.acquire(undefined, 'b');
+    await flush();
+    expect({ inFlight: sem.inFlight, waiting: sem.waiting, a3Granted, a: sem.heldBy('a'), b: sem.heldBy('b') }).toEqual({
+      inFlight: 3,
+      waiting: 1,
+      a3Granted: false,
+      a: 2,
+      b: 1,
+    });
+    // Freeing one of b's slots does not help a; freeing one of a's does.
+    b1();
+    await flush();
+    expect(a3Granted).toBe(false);
+    a1();
+    await a3;
+    expect({ inFlight: sem.inFlight, waiting: sem.waiting, a: sem.heldBy('a'), b: sem.heldBy('b') }).toEqual({ inFlight: 2, waiting: 0, a: 2, b: 0 });
+  });
+
+  it('serves eligible waiters in arrival order when the pool is full', async () => {
+    const sem = new Semaphore(2, 1);
+    const a = await sem.acquire(undefined, 'a');
+    const b = await sem.acquire(undefined, 'b');
+    const order: string[] = [];
+    const waiters = ['a', 'c', 'b', 'd'].map((key) =>
+      sem.acquire(undefined, key).then((release) => {
+        order.push(key);
+        return release;
+      }),
+    );
+    // One slot frees (a's): the oldest waiter whose key is free is 'a' itself (its slot is gone).
+    a();
+    await flush();
+    expect(order).toEqual(['a']);
+    b();
+    await flush();
+    expect(order).toEqual(['a', 'c']);
+    for (const release of await Promise.all(waiters.slice(0, 2))) release();
+    await Promise.all(waiters);
+    expect(order).toEqual(['a', 'c', 'b', 'd']);
+  });
+
+  it('a waiter that aborts leaves the queue without a slot, also when its key is at its share', async () => {
+    const sem = new Semaphore(3, 1);
+    const held = await sem.acquire(undefined, 'a');
+    const controller = new AbortController();
+    const blocked = sem.acquire(controller.signal, 'a');
+    controller.abort(new Error('gone'));
+    await expect(blocked).rejects.toThrow('gone');
+    held();
+    expect({ inFlight: sem.inFlight, waiting: sem.waiting, a: sem.heldBy('a') }).toEqual({ inFlight: 0, waiting: 0, a: 0 });
+  });
+
+  it('rejects a share above the capacity or below one', () => {
+    expect(() => new Semaphore(2, 3)).toThrow(RangeError);
+    expect(() => new Semaphore(2, 0)).toThrow(RangeError);
+  });
+});
+
+describe('Semaphore: callers without a key', () => {
+  it('are bounded by the capacity only, beside keyed callers at their share', async () => {
+    const sem = new Semaphore(3, 1);
+    await sem.acquire(undefined, 'a');
+    await sem.acquire();
+    await sem.acquire();
+    expect(sem.inFlight).toBe(3);
+    let granted = false;
+    void sem.acquire().then(() => (granted = true));
+    await flush();
+    expect({ granted, waiting: sem.waiting }).toEqual({ granted: false, waiting: 1 });
+  });
+});

@@ -11,6 +11,7 @@ import {
   ApiOperation,
   ApiParam,
   ApiProduces,
+  ApiSecurity,
   ApiTags,
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
@@ -20,7 +21,9 @@ import { AppError } from '../common/app-error';
 import { ErrorResponseDto } from '../common/dto/error-response.dto';
 import { Generation, isFinal } from '../common/generation.model';
 import { isGenerationId } from '../common/ids';
-import { GenerationsRepository, InvalidCursorError } from '../database/generations.repository';
+import { GenerationsRepository, InvalidCursorError, Owner } from '../database/generations.repository';
+import { CurrentPrincipal } from '../auth/principal';
+import type { Principal } from '../common/principal';
 import { GenerationEvents } from '../pipeline/generation-events';
 import { PipelineService } from '../pipeline/pipeline.service';
 import { StorageService } from '../storage/storage.service';
@@ -45,6 +48,7 @@ const progress = (g: Generation) => STATUS_RANK[g.status] * 10 + STAGE_RANK[g.st
 const notFound = (id: string) => new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
 
 @ApiTags('generations')
+@ApiSecurity('api-key')
 @Controller('api/v1/generations')
 export class GenerationsController {
   constructor(
@@ -69,20 +73,24 @@ export class GenerationsController {
   async create(
     @Body() body: CreateGenerationDto,
     @Headers('prefer') prefer: string | undefined,
+    @CurrentPrincipal() principal: Principal,
     @Res({ passthrough: true }) res: Response,
   ): Promise<GenerationDto> {
-    const accepted = await this.pipeline.submit({
-      prompt: body.prompt,
-      aspectRatio: body.aspectRatio ?? '1:1',
-      count: body.count ?? 1,
-      paletteSize: body.paletteSize ?? 5,
-    });
+    const accepted = await this.pipeline.submit(
+      {
+        prompt: body.prompt,
+        aspectRatio: body.aspectRatio ?? '1:1',
+        count: body.count ?? 1,
+        paletteSize: body.paletteSize ?? 5,
+      },
+      principal,
+    );
     res.setHeader('Location', `/api/v1/generations/${accepted.id}`);
     const waitS = parsePreferWait(prefer);
     let current: Generation = accepted;
     if (waitS > 0) {
       res.setHeader('Preference-Applied', `wait=${waitS}`);
-      current = (await this.events.waitForFinal(accepted.id, waitS * 1000, () => this.repository.findById(accepted.id))) ?? accepted;
+      current = (await this.events.waitForFinal(accepted.id, waitS * 1000, () => this.repository.findById(accepted.id, principal.owner))) ?? accepted;
     }
     res.status(isFinal(current.status) ? HttpStatus.CREATED : HttpStatus.ACCEPTED);
     return GenerationDto.from(current);
@@ -92,9 +100,9 @@ export class GenerationsController {
   @ApiOperation({ summary: 'History, newest first, paged with an opaque cursor' })
   @ApiOkResponse({ type: GenerationListDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Bad limit or cursor' })
-  async list(@Query() query: ListGenerationsQuery): Promise<GenerationListDto> {
+  async list(@Query() query: ListGenerationsQuery, @CurrentPrincipal() { owner }: Principal): Promise<GenerationListDto> {
     try {
-      const page = await this.repository.list({ limit: query.limit ?? 20, cursor: query.cursor });
+      const page = await this.repository.list({ owner, limit: query.limit ?? 20, cursor: query.cursor });
       return { items: page.items.map((g) => GenerationDto.from(g)), nextCursor: page.nextCursor };
     } catch (error) {
       if (error instanceof InvalidCursorError) throw new AppError(HttpStatus.BAD_REQUEST, 'INVALID_CURSOR', 'cursor is not a valid page cursor');
@@ -107,8 +115,8 @@ export class GenerationsController {
   @ApiParam({ name: 'id', description: 'Generation id' })
   @ApiOkResponse({ type: GenerationDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async get(@Param('id') id: string): Promise<GenerationDto> {
-    return GenerationDto.from(await this.find(id));
+  async get(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal): Promise<GenerationDto> {
+    return GenerationDto.from(await this.find(id, owner));
   }
 
   @Post(':id/cancel')
@@ -117,9 +125,9 @@ export class GenerationsController {
   @ApiOkResponse({ type: GenerationDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   @ApiConflictResponse({ type: ErrorResponseDto, description: 'GENERATION_FINISHED: already succeeded, failed or canceled' })
-  async cancel(@Param('id') id: string): Promise<GenerationDto> {
+  async cancel(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal): Promise<GenerationDto> {
     if (!isGenerationId(id)) throw notFound(id);
-    return GenerationDto.from(await this.pipeline.cancel(id));
+    return GenerationDto.from(await this.pipeline.cancel(id, owner));
   }
 
   @Get(':id/images/:index')
@@ -128,8 +136,13 @@ export class GenerationsController {
   @ApiOkResponse({ description: 'The image', schema: { type: 'string', format: 'binary' } })
   @ApiFoundResponse({ description: 'Redirect to a presigned URL' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'GENERATION_NOT_FOUND or IMAGE_NOT_FOUND' })
-  async image(@Param('id') id: string, @Param('index') index: string, @Res() res: Response): Promise<void> {
-    const generation = await this.find(id);
+  async image(
+    @Param('id') id: string,
+    @Param('index') index: string,
+    @CurrentPrincipal() { owner }: Principal,
+    @Res() res: Response,
+  ): Promise<void> {
+    const generation = await this.find(id, owner);
     const image = /^\d{1,2}$/.test(index) ? generation.images.find((i) => i.index === Number(index)) : undefined;
     if (!image) throw new AppError(HttpStatus.NOT_FOUND, 'IMAGE_NOT_FOUND', `Generation ${id} has no image ${index}`);
     const presigned = await this.storage.presignedUrl(image.key);
@@ -153,7 +166,7 @@ export class GenerationsController {
   @ApiProduces('text/event-stream')
   @ApiOkResponse({ description: 'text/event-stream of GenerationDto' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async stream(@Param('id') id: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async stream(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal, @Req() req: Request, @Res() res: Response): Promise<void> {
     if (!isGenerationId(id)) throw notFound(id);
     // Subscribe before reading, so no change between the read and the subscription is lost.
     const queued: Generation[] = [];
@@ -166,7 +179,7 @@ export class GenerationsController {
       if (res.headersSent && !res.writableEnded) res.end();
     };
     try {
-      const current = await this.repository.findById(id);
+      const current = await this.repository.findById(id, owner);
       if (!current) throw notFound(id);
       res.status(HttpStatus.OK);
       res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -194,9 +207,10 @@ export class GenerationsController {
     }
   }
 
-  private async find(id: string): Promise<Generation> {
+  /** The caller's generation `id`; another owner's answers 404 exactly like an unknown id. */
+  private async find(id: string, owner: Owner): Promise<Generation> {
     if (!isGenerationId(id)) throw notFound(id);
-    const generation = await this.repository.findById(id);
+    const generation = await this.repository.findById(id, owner);
     if (!generation) throw notFound(id);
     return generation;
   }

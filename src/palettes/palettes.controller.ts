@@ -23,6 +23,7 @@ import {
   ApiOkResponse,
   ApiOperation,
   ApiPayloadTooLargeResponse,
+  ApiSecurity,
   ApiServiceUnavailableResponse,
   ApiTags,
   ApiUnsupportedMediaTypeResponse,
@@ -65,6 +66,7 @@ export class ImageUploadInterceptor extends FileInterceptor('image', {
 }
 
 @ApiTags('palettes')
+@ApiSecurity('api-key')
 @Controller('api/v1/palettes')
 export class PalettesController {
   private readonly logger = new Logger(PalettesController.name);

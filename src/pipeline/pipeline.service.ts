@@ -12,7 +12,8 @@ import {
 } from '../common/generation.model';
 import { newGenerationId } from '../common/ids';
 import { AppConfig } from '../config/app-config';
-import { GenerationsRepository } from '../database/generations.repository';
+import { GenerationNotFoundError, GenerationsRepository, Owner } from '../database/generations.repository';
+import type { Principal } from '../common/principal';
 import { GeminiError } from '../gemini/gemini.errors';
 import { GeminiService } from '../gemini/gemini.service';
 import { PaletteService } from '../palette/palette.service';
@@ -29,6 +30,8 @@ type AbortReason = 'CANCELED' | 'INTERRUPTED';
 
 interface Job {
   generation: Generation;
+  /** The principal's client: fair shares of the queue and of Gemini's slots are counted by it. */
+  client: string;
   controller: AbortController;
   /** Set once the first Gemini call of the job holds a semaphore slot. */
   started: boolean;
@@ -61,6 +64,8 @@ const ABORT_MESSAGES: Record<AbortReason, string> = {
 export class PipelineService {
   private readonly logger = new Logger(PipelineService.name);
   private readonly jobs = new Map<string, Job>();
+  /** Jobs per client, for MAX_ACTIVE_GENERATIONS_PER_CLIENT. */
+  private readonly activeByClient = new Map<string, number>();
   private accepting = true;
 
   constructor(
@@ -88,8 +93,11 @@ export class PipelineService {
     return this.jobs.size;
   }
 
-  /** Accepts a generation: persists it as `queued` and starts it in the background. */
-  async submit(request: GenerationRequest): Promise<Generation> {
+  /**
+   * Accepts a generation for `principal`: persists it as `queued`, owned by the principal's owner,
+   * and starts it in the background.
+   */
+  async submit(request: GenerationRequest, principal: Principal): Promise<Generation> {
     if (!this.accepting) {
       throw new AppError(HttpStatus.SERVICE_UNAVAILABLE, 'SHUTTING_DOWN', 'The service is shutting down; retry on another instance', {
         'Retry-After': '5',
@@ -114,13 +122,31 @@ export class PipelineService {
         { 'Retry-After': String(this.palette.retryAfterSeconds()) },
       );
     }
-    const generation = newQueuedGeneration(newGenerationId(), this.config.gemini.model, request);
+    const { client } = principal;
+    const active = this.activeByClient.get(client) ?? 0;
+    const maxActive = this.config.fairness.maxActivePerClient;
+    if (active >= maxActive) {
+      // One client must not fill the queue that every client shares.
+      throw new AppError(
+        HttpStatus.TOO_MANY_REQUESTS,
+        'TOO_MANY_ACTIVE_GENERATIONS',
+        `You already have ${active} generation(s) queued or running (at most ${maxActive}); wait for one to finish`,
+        { 'Retry-After': String(this.retryAfterSeconds()) },
+      );
+    }
+    const generation = newQueuedGeneration(newGenerationId(), this.config.gemini.model, request, { owner: principal.owner });
     await this.repository.create(generation);
-    const job: Job = { generation, controller: new AbortController(), started: false, done: Promise.resolve() };
+    const job: Job = { generation, client, controller: new AbortController(), started: false, done: Promise.resolve() };
     this.jobs.set(generation.id, job);
+    this.activeByClient.set(client, active + 1);
     job.done = this.run(job)
       .catch((error: unknown) => this.logger.error(`Generation ${generation.id} crashed: ${String(error)}`, (error as Error)?.stack))
-      .finally(() => this.jobs.delete(generation.id));
+      .finally(() => {
+        this.jobs.delete(generation.id);
+        const left = (this.activeByClient.get(client) ?? 1) - 1;
+        if (left > 0) this.activeByClient.set(client, left);
+        else this.activeByClient.delete(client);
+      });
     this.events.publish(generation);
     return generation;
   }
@@ -129,12 +155,15 @@ export class PipelineService {
    * Cancels a queued or running generation: aborts its Gemini calls and frees their slots; nothing is
    * uploaded after this. A finished generation → 409.
    */
-  async cancel(id: string): Promise<Generation> {
+  async cancel(id: string, owner: Owner): Promise<Generation> {
+    // Another owner's generation answers exactly like an unknown one.
+    const existing = await this.repository.findById(id, owner);
+    if (!existing) throw new GenerationNotFoundError(id);
     const job = this.jobs.get(id);
     if (job) {
       job.controller.abort('CANCELED' satisfies AbortReason);
       await job.done;
-      const after = await this.repository.findById(id);
+      const after = await this.repository.findById(id, owner);
       if (after) return after;
     }
     const canceled = await this.repository.updateIfNotFinal(id, {
@@ -146,9 +175,8 @@ export class PipelineService {
       this.events.publish(canceled);
       return canceled;
     }
-    const existing = await this.repository.findById(id);
-    if (!existing) throw new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
-    throw new AppError(HttpStatus.CONFLICT, 'GENERATION_FINISHED', `Generation ${id} is already ${existing.status}`);
+    const finished = (await this.repository.findById(id, owner)) ?? existing;
+    throw new AppError(HttpStatus.CONFLICT, 'GENERATION_FINISHED', `Generation ${id} is already ${finished.status}`);
   }
 
   /**
@@ -239,6 +267,7 @@ export class PipelineService {
             { prompt: g.prompt, aspectRatio: g.aspectRatio },
             {
               signal,
+              client: job.client,
               onSlotAcquired: () => {
                 job.started = true;
                 enter('gemini');
@@ -346,7 +375,7 @@ export class PipelineService {
       for (const image of images) await this.deleteOrphan(image.key);
     }
     Object.assign(patch, { timings, usage, completedAt, startedAt: g.startedAt ?? (job.started ? completedAt : null) });
-    const final = (await this.repository.updateIfNotFinal(g.id, patch)) ?? (await this.repository.findById(g.id));
+    const final = (await this.repository.updateIfNotFinal(g.id, patch)) ?? (await this.repository.findById(g.id, g.owner));
     if (!final) throw new Error(`Generation ${g.id} vanished from the database`);
     Object.assign(g, final);
     this.metrics.recordGenerationFinished(final.status, final.error?.code);

@@ -20,6 +20,7 @@ const SAMPLES = 500;
 function generation(i: number, createdAt: number): Generation {
   return {
     id: newGenerationId(createdAt),
+    owner: i % 2 === 0 ? 'tenant-a' : 'tenant-b',
     status: i % 10 === 0 ? 'failed' : 'succeeded',
     stage: 'done',
     prompt: `benchmark prompt number ${i}: a watercolor fox in a snowy forest, soft light`,
@@ -87,12 +88,12 @@ export async function run(): Promise<Record<string, unknown>> {
       });
 
       // A cursor half-way down the table, to show a deep page costs what the first one does.
-      let cursor = (await repo.list({ limit: PAGE })).nextCursor!;
-      for (let p = 1; p < ROWS / PAGE / 2; p++) cursor = (await repo.list({ limit: PAGE, cursor })).nextCursor!;
+      let cursor = (await repo.list({ owner: 'tenant-a', limit: PAGE })).nextCursor!;
+      for (let p = 1; p < ROWS / PAGE / 2; p++) cursor = (await repo.list({ owner: 'tenant-a', limit: PAGE, cursor })).nextCursor!;
       for (let s = 0; s < SAMPLES; s++) {
-        firstPage.push(await time(() => repo.list({ limit: PAGE })));
-        deepPage.push(await time(() => repo.list({ limit: PAGE, cursor })));
-        byId.push(await time(() => repo.findById(rows[(s * 37) % ROWS].id)));
+        firstPage.push(await time(() => repo.list({ owner: 'tenant-a', limit: PAGE })));
+        deepPage.push(await time(() => repo.list({ owner: 'tenant-a', limit: PAGE, cursor })));
+        byId.push(await time(() => repo.findById(rows[(s * 37) % ROWS].id, rows[(s * 37) % ROWS].owner)));
       }
     } finally {
       await db.destroy();

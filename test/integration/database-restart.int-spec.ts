@@ -14,7 +14,7 @@ import { GenerationsRepository } from '../../src/database/generations.repository
 
 function generation(overrides: Partial<Generation>): Generation {
   return {
-    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a red bicycle', aspectRatio: '1:1', count: 1, paletteSize: 5 }, new Date()),
+    ...newQueuedGeneration(newGenerationId(), 'gemini-2.5-flash-image', { prompt: 'a red bicycle', aspectRatio: '1:1', count: 1, paletteSize: 5 }),
     ...overrides,
   };
 }
@@ -80,7 +80,7 @@ describe('database across a restart (file in DATA_DIR, DatabaseModule)', () => {
       await expect(repo.ping()).resolves.toBeUndefined();
 
       for (const g of [running, queued]) {
-        const after = await repo.findById(g.id);
+        const after = await repo.findById(g.id, null);
         expect(after).toEqual({
           ...g,
           status: 'failed',
@@ -89,8 +89,8 @@ describe('database across a restart (file in DATA_DIR, DatabaseModule)', () => {
         });
         expect(after!.completedAt!.getTime()).toBeGreaterThanOrEqual(startedAt);
       }
-      expect(await repo.findById(running.id)).toMatchObject({ stage: 'upload' });
-      expect(await repo.findById(succeeded.id)).toEqual(succeeded);
+      expect(await repo.findById(running.id, null)).toMatchObject({ stage: 'upload' });
+      expect(await repo.findById(succeeded.id, null)).toEqual(succeeded);
       expect(await repo.countByStatus()).toEqual({ queued: 0, running: 0, succeeded: 1, failed: 2, canceled: 0 });
       expect(warn).toHaveBeenCalledWith(expect.stringContaining('2 unfinished generation'));
 

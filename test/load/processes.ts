@@ -66,7 +66,7 @@ export interface ManagedProcess {
 }
 
 /** Variables of the harness's own shell that must not leak into the service or emulator. */
-const PRIVATE_ENV = /^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|PALETTE_|PIPELINE_|EMULATOR_|LOAD_|NODE_OPTIONS$|PORT$|DATA_DIR$|API_KEYS$|LOG_LEVEL$)/;
+const PRIVATE_ENV = /^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|PALETTE_|PIPELINE_|EMULATOR_|LOAD_|NODE_OPTIONS$|PORT$|DATA_DIR$|API_KEYS$|LOG_LEVEL$|MAX_ACTIVE_GENERATIONS_PER_CLIENT$|RATE_LIMIT_PER_MINUTE$)/;
 
 function spawnNode(entry: string, env: Record<string, string>, logFile: string, execArgv: string[] = []): { child: ChildProcess; managed: ManagedProcess } {
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first (\`npm run load\` does)`);

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import { createGenerations } from './0001-create-generations';
+import { addGenerationOwner } from './0002-generation-owner';
 
 /**
  * Every migration, in code rather than found by globbing a folder, so the same list runs from
@@ -8,6 +9,7 @@ import { createGenerations } from './0001-create-generations';
  */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_create_generations': createGenerations,
+  '0002_generation_owner': addGenerationOwner,
 };
 
 export const migrationProvider: MigrationProvider = {
