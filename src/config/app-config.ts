@@ -6,6 +6,9 @@ import { validateSync, ValidationError } from 'class-validator';
 import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 
+/** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
+const HEADERS_TIMEOUT_MS = 10_000;
+
 /** Thrown when the environment is invalid; its message names every bad variable. */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -17,6 +20,8 @@ export class ConfigError extends Error {
 /** The typed, validated configuration. Inject `AppConfig`; build one with `loadConfig()`. */
 export class AppConfig {
   readonly port: number;
+  /** Interface the API listens on. */
+  readonly host: string;
   readonly dataDir: string;
   readonly gemini: {
     apiKey: string | undefined;
@@ -42,13 +47,25 @@ export class AppConfig {
   readonly palette: { workers: number; maxQueue: number; mode: 'pool' | 'inline' };
   readonly metrics: { port: number };
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
-  readonly http: { apiKeys: string[]; rateLimitPerMinute: number; corsOrigins: string[] };
+  readonly http: {
+    apiKeys: string[];
+    rateLimitPerMinute: number;
+    corsOrigins: string[];
+    /** Node's `server.requestTimeout`: the whole request must arrive within it. */
+    requestTimeoutMs: number;
+    /** Node's `server.headersTimeout`: the headers must arrive within it (≤ requestTimeoutMs). */
+    headersTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+  };
+  /** Caps on open Server-Sent Event streams. */
+  readonly eventStreams: { maxPerClient: number; maxTotal: number };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
 
   constructor(env: EnvDtoType) {
     this.port = env.PORT;
+    this.host = env.HOST;
     this.dataDir = resolve(env.DATA_DIR);
     this.gemini = {
       apiKey: env.GEMINI_API_KEY,
@@ -85,7 +102,11 @@ export class AppConfig {
       apiKeys: env.API_KEYS,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
       corsOrigins: env.CORS_ORIGINS,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: Math.min(HEADERS_TIMEOUT_MS, env.HTTP_REQUEST_TIMEOUT_MS),
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     };
+    this.eventStreams = { maxPerClient: env.SSE_MAX_STREAMS_PER_CLIENT, maxTotal: env.SSE_MAX_STREAMS };
     this.logLevel = env.LOG_LEVEL;
   }
 }
