@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
+import type { Server } from 'node:http';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
@@ -33,6 +34,7 @@ export async function createApp(config: AppConfig, options: { logger?: false } =
 }
 
 export function configureApp(app: NestExpressApplication, config: AppConfig): INestApplication {
+  applyServerTimeouts(app.getHttpServer() as Server, config.http);
   // Without span export http.server.request.duration comes from this middleware, not from the
   // HTTP instrumentation (see httpServerDurationSource); first, so it times every other middleware.
   if (httpServerDurationSource(config) === 'middleware') app.use(httpServerDurationMiddleware());
@@ -71,4 +73,20 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): IN
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', customSiteTitle: 'hybrid-image-search API' });
   return app;
+}
+
+/**
+ * Node waits 300 s for a request's body by default: a client that sends headers and then trickles
+ * (or never finishes) the body holds a socket that long. The request must now arrive within
+ * `requestTimeoutMs` (headers within `headersTimeoutMs`), else Node answers 408 and closes the
+ * connection. Both cover receiving the request only; a long response (an SSE stream) is not cut.
+ * Node checks them every `connectionsCheckingInterval` (30 s by default, read when the server
+ * starts listening), so that is tightened to match.
+ */
+export function applyServerTimeouts(server: Server, http: AppConfig['http']): void {
+  server.requestTimeout = http.requestTimeoutMs;
+  server.headersTimeout = http.headersTimeoutMs;
+  server.keepAliveTimeout = http.keepAliveTimeoutMs;
+  // A documented option of http.createServer; as a property it is read at 'listening' (not typed).
+  (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(50, Math.min(1_000, Math.floor(http.headersTimeoutMs / 4)));
 }

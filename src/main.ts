@@ -27,9 +27,13 @@ async function main(): Promise<void> {
   const { attachShutdown } = require('./shutdown') as typeof import('./shutdown');
   const app = await createApp(config);
   attachShutdown(app, config, telemetry);
-  await app.listen(config.port, '0.0.0.0');
+  await app.listen(config.port, config.host);
   const logger = new Logger('Main');
-  logger.log(`API listening on http://localhost:${config.port} (docs at /docs)`);
+  logger.log(`API listening on ${listenUrl(config.host, config.port)} (docs at /docs)`);
+}
+
+function listenUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 main().catch((error: unknown) => {

@@ -26,6 +26,7 @@ import { AlwaysOffSampler, BatchSpanProcessor, NoopSpanProcessor, SpanProcessor 
 import { ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { ServerResponse } from 'node:http';
 import type { AppConfig } from './config/app-config';
+import { redactQuery } from './logging/redact-url';
 import { captureRouteOnFinish } from './telemetry/http-route';
 import { httpServerDurationSource, isUntracedRequest } from './telemetry/http-server-policy';
 import { metricViews } from './telemetry/metric-views';
@@ -102,6 +103,9 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
       new HttpInstrumentation({
         disableIncomingRequestInstrumentation: !serverSpans,
         ignoreIncomingRequestHook: (req) => isUntracedRequest(req.url),
+        // The instrumentation redacts only a few signature parameters (case-sensitively) from
+        // `url.query`; this replaces it with the query minus every credential-like parameter.
+        startIncomingSpanHook: (req) => incomingSpanAttributes(req.url),
         // Server side only: there the response is a ServerResponse (client side: an IncomingMessage).
         responseHook: (_span, response) => {
           if ('setHeader' in response) captureRouteOnFinish(response as ServerResponse);
@@ -129,6 +133,12 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
       })),
   };
   return active;
+}
+
+/** Attributes that override the HTTP instrumentation's own for a server span: `url.query`, redacted. */
+export function incomingSpanAttributes(url: string | undefined): Record<string, string> {
+  const q = (url ?? '').indexOf('?');
+  return q < 0 ? {} : { 'url.query': redactQuery(url!.slice(q + 1)) };
 }
 
 /** The SDK's standard export timing variables (OTel defaults: 60 s interval, 30 s timeout). */

@@ -9,8 +9,6 @@ export interface ApiKeyEntry {
 
 /** Names are stored with every record and appear in logs: short, plain, unambiguous. */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-/** Shorter keys are guessable; a key is a secret, not a password a person types. */
-export const MIN_KEY_LENGTH = 16;
 
 /** The owner name of a bare key (no `name:`): a short hash of the key, stable across restarts. */
 export function bareKeyName(key: string): string {
@@ -20,7 +18,7 @@ export function bareKeyName(key: string): string {
 /**
  * Parses `API_KEYS` entries: `name:key`, or a bare `key` named by a short hash of itself. The name is
  * everything before the first `:`. Returns the entries and every problem found (duplicate names or
- * keys, bad names, short keys), so configuration errors are reported together.
+ * keys, bad names, empty keys or keys with spaces), so configuration errors are reported together.
  */
 export function parseApiKeys(entries: readonly string[]): { keys: ApiKeyEntry[]; problems: string[] } {
   const keys: ApiKeyEntry[] = [];
@@ -36,8 +34,8 @@ export function parseApiKeys(entries: readonly string[]): { keys: ApiKeyEntry[];
       problems.push(`${where}: the name must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (got ${JSON.stringify(name)})`);
       return;
     }
-    if (key.length < MIN_KEY_LENGTH || /\s/.test(key)) {
-      problems.push(`${where} (${name}): the key must be at least ${MIN_KEY_LENGTH} characters without spaces`);
+    if (key.length === 0 || /\s/.test(key)) {
+      problems.push(`${where} (${name}): the key must be non-empty, without spaces`);
       return;
     }
     if (names.has(name)) problems.push(`${where}: the name ${name} is used twice`);

@@ -46,7 +46,7 @@ describe('loadConfig', () => {
   it('refuses API_KEYS with duplicate names or keys, bad names or short keys, naming each entry', () => {
     let error: unknown;
     try {
-      loadConfig({ API_KEYS: 'a:key-one-0123456789,a:key-two-0123456789,b:key-one-0123456789,bad name:key-three-0123456789,c:short' });
+      loadConfig({ API_KEYS: 'a:key-one-0123456789,a:key-two-0123456789,b:key-one-0123456789,bad name:key-three-0123456789,c:' });
     } catch (e) {
       error = e;
     }
@@ -56,10 +56,10 @@ describe('loadConfig', () => {
       expect.stringMatching(/entry 2: the name a is used twice/),
       expect.stringMatching(/entry 3 \(b\): the same key is configured twice/),
       expect.stringMatching(/entry 4: the name must be/),
-      expect.stringMatching(/entry 5 \(c\): the key must be at least 16 characters/),
+      expect.stringMatching(/entry 5 \(c\): the key must be non-empty/),
     ]);
     // The keys themselves never appear in the message.
-    expect((error as Error).message).not.toMatch(/key-one|short/);
+    expect((error as Error).message).not.toMatch(/key-one|key-two|key-three/);
   });
 
   it('names every bad variable in one error', () => {

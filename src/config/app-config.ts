@@ -7,6 +7,9 @@ import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
 
+/** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
+const HEADERS_TIMEOUT_MS = 10_000;
+
 /** Thrown when the environment is invalid; its message names every bad variable. */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -18,6 +21,8 @@ export class ConfigError extends Error {
 /** The typed, validated configuration. Inject `AppConfig`; build one with `loadConfig()`. */
 export class AppConfig {
   readonly port: number;
+  /** Interface the API listens on. */
+  readonly host: string;
   readonly dataDir: string;
   readonly gemini: {
     apiKey: string | undefined;
@@ -43,7 +48,18 @@ export class AppConfig {
   readonly palette: { workers: number; maxQueue: number; mode: 'pool' | 'inline' };
   readonly metrics: { port: number };
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
-  readonly http: { apiKeys: ApiKeyEntry[]; rateLimitPerMinute: number; corsOrigins: string[] };
+  readonly http: {
+    apiKeys: ApiKeyEntry[];
+    rateLimitPerMinute: number;
+    corsOrigins: string[];
+    /** Node's `server.requestTimeout`: the whole request must arrive within it. */
+    requestTimeoutMs: number;
+    /** Node's `server.headersTimeout`: the headers must arrive within it (≤ requestTimeoutMs). */
+    headersTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+  };
+  /** Caps on open Server-Sent Event streams. */
+  readonly eventStreams: { maxPerClient: number; maxTotal: number };
   /** Fair shares: what one client (key, or address without keys) may hold at once. */
   readonly fairness: { maxActivePerClient: number; geminiConcurrencyPerClient: number };
   readonly logLevel: string;
@@ -52,6 +68,7 @@ export class AppConfig {
 
   constructor(env: EnvDtoType) {
     this.port = env.PORT;
+    this.host = env.HOST;
     this.dataDir = resolve(env.DATA_DIR);
     this.gemini = {
       apiKey: env.GEMINI_API_KEY,
@@ -88,6 +105,9 @@ export class AppConfig {
       apiKeys: parseApiKeys(env.API_KEYS).keys,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
       corsOrigins: env.CORS_ORIGINS,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: Math.min(HEADERS_TIMEOUT_MS, env.HTTP_REQUEST_TIMEOUT_MS),
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     };
     this.fairness = {
       maxActivePerClient: env.MAX_ACTIVE_GENERATIONS_PER_CLIENT,
@@ -96,6 +116,7 @@ export class AppConfig {
         env.GEMINI_MAX_CONCURRENCY_PER_CLIENT ?? Math.ceil(env.GEMINI_MAX_CONCURRENCY / 2),
       ),
     };
+    this.eventStreams = { maxPerClient: env.SSE_MAX_STREAMS_PER_CLIENT, maxTotal: env.SSE_MAX_STREAMS };
     this.logLevel = env.LOG_LEVEL;
   }
 }

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Transform, Type } from 'class-transformer';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Max, Min, MinLength } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength } from 'class-validator';
 
 const toBool = ({ value }: { value: unknown }) => {
   if (typeof value !== 'string') return value;
@@ -28,6 +28,10 @@ const URL_OPTS = { require_tld: false, require_protocol: true, protocols: ['http
 export class EnvDto {
   @Type(() => Number) @IsInt() @Min(0) @Max(65535)
   PORT = 3000;
+
+  /** Interface of the API: `0.0.0.0` all IPv4 interfaces, `::` all (dual stack), `127.0.0.1` this host only. */
+  @Matches(/^[A-Za-z0-9.:-]{1,253}$/, { message: 'HOST must be an IP address or a host name' })
+  HOST = '0.0.0.0';
 
   @IsString() @MinLength(1)
   DATA_DIR = './data';
@@ -123,6 +127,25 @@ export class EnvDto {
   /** Gemini calls one client may have in flight; default half of GEMINI_MAX_CONCURRENCY, rounded up. */
   @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10_000)
   GEMINI_MAX_CONCURRENCY_PER_CLIENT?: number;
+  /**
+   * A request's headers and body must have arrived within this (then `408` and the connection is
+   * closed). It covers receiving the request only: responses, SSE streams included, are not cut.
+   * 60 s lets a 20 MB upload through at ≥ 2.7 Mbit/s.
+   */
+  @Type(() => Number) @IsInt() @Min(100) @Max(3_600_000)
+  HTTP_REQUEST_TIMEOUT_MS = 60_000;
+
+  /** How long an idle keep-alive connection stays open between requests. */
+  @Type(() => Number) @IsInt() @Min(100) @Max(3_600_000)
+  HTTP_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
+  /** Open event streams (`/events`) per API key, or per client address without keys; more → 429. */
+  @Type(() => Number) @IsInt() @Min(1) @Max(1_000_000)
+  SSE_MAX_STREAMS_PER_CLIENT = 20;
+
+  /** Open event streams in this process, all clients together; more → 429. */
+  @Type(() => Number) @IsInt() @Min(1) @Max(1_000_000)
+  SSE_MAX_STREAMS = 2_000;
 
   /** Comma-separated allowed origins, `*` for any; empty = CORS off. */
   @Transform(toList) @IsString({ each: true })

@@ -30,20 +30,15 @@ import { StorageService } from '../storage/storage.service';
 import { CreateGenerationDto } from './dto/create-generation.dto';
 import { GenerationDto, GenerationListDto } from './dto/generation.dto';
 import { ListGenerationsQuery } from './dto/list-generations.query';
+import { GenerationStreamService } from './generation-stream.service';
 
 export const MAX_PREFER_WAIT_S = 60;
-const SSE_HEARTBEAT_MS = 15_000;
 
 /** `Prefer: wait=N` (RFC 7240) → seconds, clamped to 0..60; absent or malformed → 0. */
 export function parsePreferWait(header: string | undefined): number {
   const match = /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?/i.exec(header ?? '');
   return match ? Math.min(Number(match[1]), MAX_PREFER_WAIT_S) : 0;
 }
-
-const STATUS_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 } as const;
-const STAGE_RANK = { queued: 0, gemini: 1, upload: 2, palette: 3, done: 4 } as const;
-/** A number that only grows as a generation moves forward. */
-const progress = (g: Generation) => STATUS_RANK[g.status] * 10 + STAGE_RANK[g.stage];
 
 const notFound = (id: string) => new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
 
@@ -56,6 +51,7 @@ export class GenerationsController {
     private readonly repository: GenerationsRepository,
     private readonly events: GenerationEvents,
     private readonly storage: StorageService,
+    private readonly streams: GenerationStreamService,
   ) {}
 
   @Post()
@@ -161,50 +157,16 @@ export class GenerationsController {
   @Get(':id/events')
   @ApiOperation({
     summary: 'Server-Sent Events: one event per status/stage change',
-    description: 'Each `data:` line is the generation as JSON. The stream starts with the current state and closes after the final one.',
+    description:
+      'Each `data:` line is the generation as JSON. The stream starts with the current state and closes after the final one. ' +
+      'Open streams are capped per client (SSE_MAX_STREAMS_PER_CLIENT) and in total (SSE_MAX_STREAMS).',
   })
   @ApiProduces('text/event-stream')
   @ApiOkResponse({ description: 'text/event-stream of GenerationDto' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async stream(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal, @Req() req: Request, @Res() res: Response): Promise<void> {
-    if (!isGenerationId(id)) throw notFound(id);
-    // Subscribe before reading, so no change between the read and the subscription is lost.
-    const queued: Generation[] = [];
-    let send: ((g: Generation) => void) | undefined;
-    const unsubscribe = this.events.subscribe(id, (g) => (send ? send(g) : queued.push(g)));
-    let heartbeat: NodeJS.Timeout | undefined;
-    const close = () => {
-      unsubscribe();
-      clearInterval(heartbeat);
-      if (res.headersSent && !res.writableEnded) res.end();
-    };
-    try {
-      const current = await this.repository.findById(id, owner);
-      if (!current) throw notFound(id);
-      res.status(HttpStatus.OK);
-      res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-      res.setHeader('Cache-Control', 'no-cache, no-transform');
-      res.setHeader('Connection', 'keep-alive');
-      res.setHeader('X-Accel-Buffering', 'no');
-      res.flushHeaders();
-      let lastSent = '';
-      send = (g: Generation) => {
-        if (res.writableEnded) return;
-        const data = JSON.stringify(GenerationDto.from(g));
-        if (data === lastSent) return;
-        lastSent = data;
-        res.write(`event: generation\nid: ${g.status}:${g.stage}\ndata: ${data}\n\n`);
-        if (isFinal(g.status)) close();
-      };
-      send(current);
-      // Changes seen while reading: only those ahead of what was read are news.
-      for (const g of queued.splice(0)) if (progress(g) > progress(current)) send(g);
-      heartbeat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
-      req.on('close', close);
-    } catch (error) {
-      close();
-      throw error;
-    }
+  @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'TOO_MANY_STREAMS: too many open streams for this client or in total, with Retry-After' })
+  async stream(@Param('id') id: string, @CurrentPrincipal() principal: Principal, @Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.streams.open(id, principal, () => this.find(id, principal.owner), req, res);
   }
 
   /** The caller's generation `id`; another owner's answers 404 exactly like an unknown id. */

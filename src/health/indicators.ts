@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { GenerationsRepository } from '../database/generations.repository';
 import { PaletteService } from '../palette/palette.service';
@@ -7,7 +7,10 @@ import { ShutdownState } from './shutdown-state';
 
 const STORAGE_CHECK_TIMEOUT_MS = 2_000;
 
+/** StorageError messages are safe to show (fixed texts; StorageService logs the detail). */
 const reason = (error: unknown) => (error instanceof Error ? error.message : String(error));
+/** Readiness is open to anyone: a driver's own message (host, port, file) goes to the log only. */
+const DATABASE_DOWN = 'The database did not answer';
 
 @Injectable()
 export class StorageHealthIndicator {
@@ -29,6 +32,8 @@ export class StorageHealthIndicator {
 
 @Injectable()
 export class DatabaseHealthIndicator {
+  private readonly logger = new Logger(DatabaseHealthIndicator.name);
+
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly repository: GenerationsRepository,
@@ -40,7 +45,8 @@ export class DatabaseHealthIndicator {
       await this.repository.ping();
       return indicator.up();
     } catch (error) {
-      return indicator.down({ message: reason(error) });
+      this.logger.warn(`database check failed: ${reason(error)}`);
+      return indicator.down({ message: DATABASE_DOWN });
     }
   }
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { stdTimeFunctions } from 'pino';
 import type { Options } from 'pino-http';
 import type { AppConfig } from '../config/app-config';
+import { redactQueryObject, redactUrl } from './redact-url';
 import { traceFields } from './trace-context';
 
 /** Header values that must never reach a log line. */
@@ -22,7 +23,8 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /**
  * pino-http options for the whole service: JSON lines at `config.logLevel`, each carrying the
  * active span's `trace_id`/`span_id` when there is one (`traceFields`), one line per finished request (method, url, status,
- * duration; never bodies), credentials redacted.
+ * duration; never bodies), credentials redacted: the headers above, and credential-like query
+ * parameters (`?api_key=…`, `?token=…`: see `redactUrl`) in the logged url and query.
  */
 export function pinoHttpOptions(config: Pick<AppConfig, 'logLevel'>): Options<IncomingMessage, ServerResponse> {
   return {
@@ -41,7 +43,11 @@ export function pinoHttpOptions(config: Pick<AppConfig, 'logLevel'>): Options<In
     },
     serializers: {
       // `params` is the middleware's own wildcard match (`splat`), not the route's parameters.
-      req: ({ params: _params, ...req }: Record<string, unknown>) => req,
+      req: ({ params: _params, ...req }: Record<string, unknown>) => ({
+        ...req,
+        ...(typeof req.url === 'string' ? { url: redactUrl(req.url) } : {}),
+        ...('query' in req ? { query: redactQueryObject(req.query) } : {}),
+      }),
       // Response headers are the same security headers on every line; the status is what matters.
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
     },

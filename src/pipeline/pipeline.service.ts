@@ -17,6 +17,8 @@ import type { Principal } from '../common/principal';
 import { GeminiError } from '../gemini/gemini.errors';
 import { GeminiService } from '../gemini/gemini.service';
 import { PaletteService } from '../palette/palette.service';
+import type { PaletteErrorCode } from '../palette/palette.types';
+import { StorageError } from '../storage/storage.errors';
 import { StorageService } from '../storage/storage.service';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { runStage } from '../telemetry/stage';
@@ -52,6 +54,17 @@ const ORPHAN_DELETE_TIMEOUT_MS = 3_000;
 const ABORT_MESSAGES: Record<AbortReason, string> = {
   CANCELED: 'The generation was canceled',
   INTERRUPTED: 'The service stopped while this generation was in progress',
+};
+/** Fixed texts a record carries when storage or the pipeline itself failed (details: server log). */
+const STORED_ERROR_MESSAGES = {
+  STORAGE_ERROR: 'The image could not be stored',
+  UNEXPECTED: 'The generation failed because of an internal error',
+};
+const PALETTE_ERROR_MESSAGES: Record<PaletteErrorCode, string> = {
+  UNSUPPORTED_IMAGE: 'The generated image could not be decoded to extract its colours',
+  IMAGE_TOO_LARGE: 'The generated image is too large to extract its colours',
+  PALETTE_BUSY: 'Colour extraction was too busy; the image was dropped',
+  PALETTE_ERROR: 'The colours of the image could not be extracted',
 };
 
 /**
@@ -313,7 +326,7 @@ export class PipelineService {
       };
     } catch (error) {
       outcome.ms[current] ||= performance.now() - currentStarted;
-      outcome.error = this.toGenerationError(error, signal);
+      outcome.error = this.toGenerationError(error, signal, `Generation ${g.id} image ${index}`);
       // The image will not be part of the record: remove it, so storage holds no orphan. An upload
       // cut short by cancel/shutdown may still have landed, so it is removed too.
       if (uploadKey && (uploaded || signal.aborted)) await this.deleteOrphan(uploadKey);
@@ -331,20 +344,29 @@ export class PipelineService {
       .catch((e: unknown) => this.logger.warn(`Could not delete orphan ${key}: ${String(e)}`));
   }
 
-  private toGenerationError(error: unknown, signal: AbortSignal): GenerationError {
+  /**
+   * The record's `error`. Gemini's messages are its own answer (key redacted); everything else gets
+   * a fixed text, because what the store or the palette pool threw names absolute paths, endpoints
+   * and buckets: that detail goes to the log only (StorageService logs its failures itself).
+   */
+  private toGenerationError(error: unknown, signal: AbortSignal, where: string): GenerationError {
     if (signal.aborted) {
       const reason: AbortReason = signal.reason === 'INTERRUPTED' ? 'INTERRUPTED' : 'CANCELED';
       return { code: reason, message: ABORT_MESSAGES[reason] };
     }
+    if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message: error.message };
     const code = (error as { code?: unknown })?.code;
-    const message = error instanceof Error ? error.message : String(error);
-    if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message };
-    if (code === 'STORAGE_ERROR' || code === 'NOT_FOUND' || code === 'INVALID_KEY') return { code: 'STORAGE_ERROR', message };
-    if (typeof code === 'string' && ['UNSUPPORTED_IMAGE', 'IMAGE_TOO_LARGE', 'PALETTE_BUSY', 'PALETTE_ERROR'].includes(code)) {
-      return { code: 'PALETTE_ERROR', message };
+    const detail = error instanceof Error ? error.message : String(error);
+    if (error instanceof StorageError) {
+      this.logger.warn(`${where} failed: ${error.code}`);
+      return { code: 'STORAGE_ERROR', message: STORED_ERROR_MESSAGES.STORAGE_ERROR };
     }
-    this.logger.error(`Unexpected pipeline error: ${message}`, (error as Error)?.stack);
-    return { code: 'GEMINI_ERROR', message };
+    if (typeof code === 'string' && Object.hasOwn(PALETTE_ERROR_MESSAGES, code)) {
+      this.logger.warn(`${where} failed: ${code}: ${detail}`);
+      return { code: 'PALETTE_ERROR', message: PALETTE_ERROR_MESSAGES[code as PaletteErrorCode] };
+    }
+    this.logger.error(`${where}: unexpected pipeline error: ${detail}`, (error as Error)?.stack);
+    return { code: 'GEMINI_ERROR', message: STORED_ERROR_MESSAGES.UNEXPECTED };
   }
 
   private async finish(job: Job, outcomes: ImageOutcome[]): Promise<Generation> {

@@ -126,6 +126,6 @@ async function unlinkIfPresent(path: string): Promise<void> {
 function notFoundOr(error: unknown, key: string): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   // ENOTDIR: a parent segment of the key is a file, so the key cannot exist either.
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new StorageError('NOT_FOUND', `no object under key ${key}`, error);
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new StorageError('NOT_FOUND', `no object under key ${key}`, { cause: error });
   return error;
 }

@@ -75,7 +75,7 @@ export class S3Driver implements StorageDriver {
         contentLength: out.ContentLength ?? 0,
       };
     } catch (error) {
-      if (isNoSuchKey(error)) throw new StorageError('NOT_FOUND', `no object under key ${key}`, error);
+      if (isNoSuchKey(error)) throw new StorageError('NOT_FOUND', `no object under key ${key}`, { cause: error });
       throw error;
     }
   }

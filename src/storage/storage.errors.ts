@@ -12,17 +12,21 @@ const STATUS: Record<StorageErrorCode, HttpStatus> = {
 };
 
 /**
- * Every failure of the storage layer. The message is safe to log and to show: `redactSecrets`
- * strips anything credential-like the underlying SDK or URL might have carried; the original
- * error stays available as `cause` for debugging.
+ * Every failure of the storage layer. `message` is what the caller may see (HTTP answers, a
+ * generation's `error.message`, readiness details): a fixed text, or one built from the storage
+ * key only, never from what the driver threw, which names absolute paths, endpoints and buckets.
+ * That goes to `detail` (secrets redacted by `redactSecrets`), for the server log only; the original
+ * error stays available as `cause`.
  */
 export class StorageError extends AppError {
   declare readonly code: StorageErrorCode;
+  readonly detail: string;
 
-  constructor(code: StorageErrorCode, message: string, cause?: unknown) {
+  constructor(code: StorageErrorCode, message: string, options: { cause?: unknown; detail?: string } = {}) {
     super(STATUS[code], code, redactSecrets(message));
     this.name = 'StorageError';
-    if (cause !== undefined) this.cause = cause;
+    this.detail = redactSecrets(options.detail ?? message);
+    if (options.cause !== undefined) this.cause = options.cause;
   }
 }
 

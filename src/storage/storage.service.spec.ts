@@ -91,7 +91,7 @@ describe('StorageService operations', () => {
     expect(span.attributes).toEqual({ 'storage.driver': 's3', 'storage.operation': 'put', 'storage.object.size': body.length });
   });
 
-  it('wraps a driver failure in STORAGE_ERROR without credentials in the message, and records an error', async () => {
+  it('wraps a driver failure in STORAGE_ERROR with a fixed message, the detail without credentials, and records an error', async () => {
     const { sut, driver, record } = setup();
     const cause = new Error(
       'connect ECONNREFUSED https://AKIAABCDEFGHIJKLMNOP:wJalrXUtnFEMI@s3.example/x?X-Amz-Credential=AKIAABCDEFGHIJKLMNOP%2F20261124&X-Amz-Signature=deadbeef',
@@ -101,9 +101,10 @@ describe('StorageService operations', () => {
     const error = await failure(sut.put(key, Buffer.from('x'), 'image/png'));
 
     expect(error).toMatchObject({ code: 'STORAGE_ERROR', status: 503, cause });
-    expect(error.message).toContain('storage put failed (s3)');
-    expect(error.message).toContain('ECONNREFUSED');
-    for (const secret of ['AKIAABCDEFGHIJKLMNOP', 'wJalrXUtnFEMI', 'deadbeef']) expect(error.message).not.toContain(secret);
+    expect(error.message).toBe('The image could not be stored');
+    expect(error.detail).toContain('storage put failed (s3)');
+    expect(error.detail).toContain('ECONNREFUSED');
+    for (const secret of ['AKIAABCDEFGHIJKLMNOP', 'wJalrXUtnFEMI', 'deadbeef']) expect(error.detail).not.toContain(secret);
     expect(record).toHaveBeenCalledWith('s3', 'put', 'error', expect.any(Number));
     const [span] = await finishedSpans();
     expect(span.status.code).toBe(2); // SpanStatusCode.ERROR
@@ -193,6 +194,7 @@ describe('StorageService.check', () => {
     driver.check.mockRejectedValue(Object.assign(new Error('Forbidden'), { name: 'AccessDenied' }));
     const error = await failure(sut.check());
     expect(error.code).toBe('STORAGE_ERROR');
-    expect(error.message).toContain('AccessDenied: Forbidden');
+    expect(error.message).toBe('Storage is not reachable or not writable');
+    expect(error.detail).toContain('AccessDenied: Forbidden');
   });
 });

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
@@ -6,19 +6,33 @@ import { assertValidKey, extensionFor } from './storage-keys';
 import { STORAGE_DRIVER, type StorageDriver, type StoredObject } from './storage.driver';
 import { StorageError } from './storage.errors';
 
-type Operation = 'put' | 'get' | 'delete' | 'presign' | 'check';
+export type StorageOperation = 'put' | 'get' | 'delete' | 'presign' | 'check';
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** S3's upper bound for SigV4 presigned URLs: 7 days. */
 const MAX_PRESIGN_SEC = 7 * 24 * 3600;
 
 /**
+ * What callers see when the store itself fails. The driver's own message (absolute paths, the S3
+ * endpoint and bucket) is logged here once and kept in `StorageError.detail`, never shown.
+ */
+export const STORAGE_FAILURE_MESSAGES: Record<StorageOperation, string> = {
+  put: 'The image could not be stored',
+  get: 'The image could not be read from storage',
+  delete: 'The image could not be deleted from storage',
+  presign: 'A download link for the image could not be made',
+  check: 'Storage is not reachable or not writable',
+};
+
+/**
  * The one entry point to image storage (S3 or the local folder, chosen from config). Every call is
  * timed (`storage.operation.duration`), traced (`storage.<operation>` span) and fails only with a
- * `StorageError`: NOT_FOUND, INVALID_KEY, or STORAGE_ERROR for anything the store itself threw.
+ * `StorageError`: NOT_FOUND, INVALID_KEY, or STORAGE_ERROR for anything the store itself threw
+ * (with a fixed message; the driver's detail goes to the log).
  */
 @Injectable()
 export class StorageService {
+  private readonly logger = new Logger(StorageService.name);
   private readonly presign: boolean;
 
   constructor(
@@ -102,7 +116,7 @@ export class StorageService {
     });
   }
 
-  private run<T>(operation: Operation, attributes: Record<string, number>, fn: () => Promise<T>): Promise<T> {
+  private run<T>(operation: StorageOperation, attributes: Record<string, number>, fn: () => Promise<T>): Promise<T> {
     const driver = this.driver.kind;
     return withSpan(`storage.${operation}`, { 'storage.driver': driver, 'storage.operation': operation, ...attributes }, async () => {
       const started = performance.now();
@@ -112,14 +126,19 @@ export class StorageService {
         return result;
       } catch (error) {
         this.metrics.recordStorageOperation(driver, operation, 'error', (performance.now() - started) / 1000);
-        throw toStorageError(error, operation, driver);
+        const failure = toStorageError(error, operation, driver);
+        if (failure.code === 'STORAGE_ERROR') this.logger.warn(failure.detail);
+        throw failure;
       }
     });
   }
 }
 
-function toStorageError(error: unknown, operation: Operation, driver: string): StorageError {
+function toStorageError(error: unknown, operation: StorageOperation, driver: string): StorageError {
   if (error instanceof StorageError) return error;
   const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return new StorageError('STORAGE_ERROR', `storage ${operation} failed (${driver}): ${reason}`, error);
+  return new StorageError('STORAGE_ERROR', STORAGE_FAILURE_MESSAGES[operation], {
+    cause: error,
+    detail: `storage ${operation} failed (${driver}): ${reason}`,
+  });
 }

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { ASPECT_RATIOS, AspectRatio } from '../../common/generation.model';
+import { IsWellFormed } from '../../common/is-well-formed';
 
 /** Any C0/C1 control character except tab, line feed and carriage return. */
 const NO_CONTROL_CHARS = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$/;
@@ -12,6 +13,7 @@ export class CreateGenerationDto {
   @MaxLength(4000)
   @Matches(/\S/, { message: 'prompt must not be blank' })
   @Matches(NO_CONTROL_CHARS, { message: 'prompt must not contain control characters' })
+  @IsWellFormed()
   prompt: string;
 
   @ApiPropertyOptional({ enum: ASPECT_RATIOS, default: '1:1' })
