@@ -311,7 +311,7 @@ export class PipelineService {
     const message = error instanceof Error ? error.message : String(error);
     if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message };
     if (code === 'STORAGE_ERROR' || code === 'NOT_FOUND' || code === 'INVALID_KEY') return { code: 'STORAGE_ERROR', message };
-    if (typeof code === 'string' && ['UNSUPPORTED_IMAGE', 'IMAGE_TOO_LARGE', 'PALETTE_BUSY', 'PALETTE_ERROR'].includes(code)) {
+    if (typeof code === 'string' && ['UNSUPPORTED_IMAGE', 'IMAGE_TOO_LARGE', 'PALETTE_BUSY', 'PALETTE_TIMEOUT', 'PALETTE_ERROR'].includes(code)) {
       return { code: 'PALETTE_ERROR', message };
     }
     this.logger.error(`Unexpected pipeline error: ${message}`, (error as Error)?.stack);
