@@ -75,14 +75,15 @@ describe('PaletteService task limits', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a task that outlives PALETTE_TASK_TIMEOUT_MS fails PALETTE_TIMEOUT; its thread is replaced and the next task runs', async () => {
+  it('a task that outlives PALETTE_TASK_TIMEOUT_MS fails PALETTE_TIMEOUT, and its thread is ended and replaced', async () => {
     const service = start({ PALETTE_TASK_TIMEOUT_MS: '50' });
     const hung = await settle(service.extract(bytes('hang'), 1));
     expect(hung.error).toBeInstanceOf(PaletteError);
     expect(hung.error).toMatchObject({ code: 'PALETTE_TIMEOUT', message: 'The palette took longer than 50 ms; retry later' });
-    await expect(service.extract(bytes('next'), 2)).resolves.toMatchObject({ height: 2 });
-    expect(logged()).toEqual(['start hang', 'start next', 'end next']);
-    expect(service.stats()).toMatchObject({ workers: 1, busy: 0, queued: 0 });
+    // The task would hang for ever: the only thread is free again because it was ended. (A next task
+    // is not run here: with a 50 ms limit, a busy machine could spend that on the new thread's start.)
+    await eventually(() => (service.stats().busy === 0 && service.stats().workers === 1 ? true : undefined), 'a fresh thread');
+    expect(logged()).toEqual(['start hang']);
   });
 
   it('aborting the caller’s signal ends a running task (its thread is ended, the task never finishes)', async () => {
