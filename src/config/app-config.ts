@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
@@ -9,6 +9,8 @@ import { ApiKeyEntry, parseApiKeys } from './api-keys';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
 const HEADERS_TIMEOUT_MS = 10_000;
+
+const MB = 1024 * 1024;
 
 /** Thrown when the environment is invalid; its message names every bad variable. */
 export class ConfigError extends Error {
@@ -45,7 +47,17 @@ export class AppConfig {
     presign: boolean;
   } | null;
   /** `mode` inline runs palette tasks on the main thread (load-test comparison only; see EnvDto.PALETTE_MODE). */
-  readonly palette: { workers: number; maxQueue: number; mode: 'pool' | 'inline' };
+  readonly palette: {
+    workers: number;
+    maxQueue: number;
+    mode: 'pool' | 'inline';
+    /** From entering the pool to the answer; see EnvDto.PALETTE_TASK_TIMEOUT_MS. */
+    taskTimeoutMs: number;
+    /** width × height × channels × bytes per sample of the largest image decoded. */
+    maxDecodedBytes: number;
+  };
+  /** Multipart uploads: streamed to files in `tmpDir`, at most `maxInflightBytes` (declared) at once. */
+  readonly uploads: { tmpDir: string; maxInflightBytes: number };
   readonly metrics: { port: number };
   readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
   readonly http: {
@@ -94,6 +106,12 @@ export class AppConfig {
       workers: env.PALETTE_WORKERS ?? availableParallelism(),
       maxQueue: env.PALETTE_MAX_QUEUE,
       mode: env.PALETTE_MODE,
+      taskTimeoutMs: env.PALETTE_TASK_TIMEOUT_MS,
+      maxDecodedBytes: env.PALETTE_MAX_DECODED_MB * MB,
+    };
+    this.uploads = {
+      tmpDir: resolve(env.UPLOAD_TMP_DIR ?? join(tmpdir(), 'hybrid-image-search-uploads')),
+      maxInflightBytes: env.UPLOAD_MAX_INFLIGHT_MB * MB,
     };
     this.metrics = { port: env.METRICS_PORT };
     this.telemetry = {

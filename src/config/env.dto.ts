@@ -94,6 +94,31 @@ export class EnvDto {
   @IsIn(['pool', 'inline'])
   PALETTE_MODE: 'pool' | 'inline' = 'pool';
 
+  /**
+   * Longest a palette task may take from entering the pool (queue wait included) to its answer; then
+   * it is aborted (its worker thread replaced) and answers PALETTE_TIMEOUT.
+   */
+  @Type(() => Number) @IsInt() @Min(10) @Max(600_000)
+  PALETTE_TASK_TIMEOUT_MS = 30_000;
+
+  /**
+   * Largest image a palette task decodes, as width × height × channels × bytes per sample (MB =
+   * 2^20 bytes), checked from the header before any pixel is decoded: larger → IMAGE_TOO_LARGE.
+   */
+  @Type(() => Number) @IsInt() @Min(1) @Max(65_536)
+  PALETTE_MAX_DECODED_MB = 320;
+
+  /** Where multipart uploads are streamed while their request runs (a directory of their own). */
+  @IsOptional() @Transform(emptyToUndefined) @IsString() @MinLength(1)
+  UPLOAD_TMP_DIR?: string;
+
+  /**
+   * Bytes (MB = 2^20) of uploads in flight at once, counted by their declared Content-Length (the
+   * maximum when it is absent) from admission until their response is sent; past it → 503 UPLOADS_BUSY.
+   */
+  @Type(() => Number) @IsInt() @Min(1) @Max(1_048_576)
+  UPLOAD_MAX_INFLIGHT_MB = 1024;
+
   @Type(() => Number) @IsInt() @Min(0) @Max(65535)
   METRICS_PORT = 9464;
 

@@ -1,7 +1,7 @@
 // Loads libvips into the main thread before any worker thread does: a shared library first opened
 // by a worker can be unloaded when that worker exits, which crashes the process on glibc (see sharp's
-// worker-thread notes). Nothing else in the main thread needs sharp.
-import 'sharp';
+// worker-thread notes). Its loaders are restricted here too, once, before any worker decodes.
+import { restrictDecoders } from './decoders';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,7 +12,9 @@ import { AppMetrics, Outcome } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
 import { PaletteError } from './palette.errors';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from './palette.types';
-import type { PaletteResult, PaletteTask, PaletteTaskResult } from './palette.types';
+import type { DecodeLimits, PaletteResult, PaletteTask, PaletteTaskResult } from './palette.types';
+
+restrictDecoders();
 
 /** Optional provider: another worker file (tests use one that crashes or stalls on demand). */
 export const PALETTE_WORKER_FILE = Symbol('PALETTE_WORKER_FILE');
@@ -30,8 +32,18 @@ export function resolveWorkerFile(dir: string = __dirname): string {
   return existsSync(compiled) ? compiled : join(dir, 'palette.worker.ts');
 }
 
+/** An encoded image in a file (an upload streamed to disk): the worker reads it; the caller deletes it. */
+export interface ImageFile {
+  path: string;
+  /** Its size, for the span. */
+  bytes: number;
+}
+
 export interface PaletteExtractOptions {
-  /** Aborts the task, whether it waits for room, sits in the queue or runs (its AbortError rejects). */
+  /**
+   * Aborts the task, whether it waits for room, sits in the queue (it is dropped, never run) or runs
+   * (its thread is ended and replaced); the AbortError of the signal rejects.
+   */
   signal?: AbortSignal;
   /**
    * Wait for room in a full queue instead of failing with PALETTE_BUSY (first come, first served;
@@ -77,14 +89,20 @@ export class PaletteService implements OnModuleDestroy {
   /** Exponentially weighted mean task time (ms), for Retry-After hints. */
   private meanTaskMs = 25;
   private readonly inlineTask: ((task: PaletteTask) => Promise<PaletteTaskResult>) | undefined;
+  private readonly taskTimeoutMs: number;
+  private readonly limits: DecodeLimits;
 
   constructor(
     config: AppConfig,
     private readonly metrics: AppMetrics,
     @Optional() @Inject(PALETTE_WORKER_FILE) workerFile?: string,
   ) {
-    const { workers, maxQueue, mode } = config.palette;
+    const { workers, maxQueue, mode, taskTimeoutMs, maxDecodedBytes } = config.palette;
     this.maxQueue = maxQueue;
+    this.taskTimeoutMs = taskTimeoutMs;
+    // libvips stops its own work at the same limit (whole seconds): what a timed-out task's ended
+    // thread still had running on libuv's pool does not go on burning a core.
+    this.limits = { maxDecodedBytes, timeoutSeconds: Math.ceil(taskTimeoutMs / 1000) };
     if (mode === 'inline') {
       // PALETTE_MODE=inline exists for the load test's before/after only: the worker's own function,
       // awaited on the main thread (sharp still decodes on libuv threads; quantizing blocks the loop).
@@ -108,15 +126,18 @@ export class PaletteService implements OnModuleDestroy {
   }
 
   /**
-   * The palette of an encoded image (PNG, JPEG, WebP, AVIF, GIF, TIFF): `size` colours, most
-   * frequent first, shares of the opaque pixels. The caller's bytes are copied, never detached,
-   * unless `transfer` is set. Rejects with PaletteError, or with the AbortError of `signal`.
+   * The palette of an encoded image (PNG, JPEG, WebP, AVIF, GIF, TIFF), given as bytes or as a file:
+   * `size` colours, most frequent first, shares of the opaque pixels. The caller's bytes are copied,
+   * never detached, unless `transfer` is set; a file is read by the worker, never by this thread.
+   * Each task has PALETTE_TASK_TIMEOUT_MS from entering the pool to its answer (PALETTE_TIMEOUT).
+   * Rejects with PaletteError, or with the AbortError of `signal`.
    */
-  extract(image: Buffer | Uint8Array, size: number, opts: PaletteExtractOptions = {}): Promise<PaletteResult> {
+  extract(image: Buffer | Uint8Array | ImageFile, size: number, opts: PaletteExtractOptions = {}): Promise<PaletteResult> {
     if (!Number.isInteger(size) || size < MIN_PALETTE_SIZE || size > MAX_PALETTE_SIZE) {
       return Promise.reject(new RangeError(`palette size must be an integer ${MIN_PALETTE_SIZE}..${MAX_PALETTE_SIZE}, got ${size}`));
     }
-    const task = withSpan('palette.extract', { 'palette.size': size, 'image.bytes': image.byteLength }, async (span) => {
+    const bytes = image instanceof Uint8Array ? image.byteLength : image.bytes;
+    const task = withSpan('palette.extract', { 'palette.size': size, 'image.bytes': bytes }, async (span) => {
       if (this.closing) throw this.shuttingDown();
       if (this.pool.queueSize >= this.maxQueue) {
         if (!opts.waitForRoom) throw this.busy();
@@ -127,19 +148,26 @@ export class PaletteService implements OnModuleDestroy {
       const started = performance.now();
       let outcome: Outcome = 'error';
       this.inFlight++;
+      const deadline = new TaskDeadline(this.taskTimeoutMs, opts.signal);
       try {
-        const buffer = opts.transfer && ownsWholeBuffer(image) ? image.buffer : transferableCopy(image);
+        const source = image instanceof Uint8Array ? (opts.transfer && ownsWholeBuffer(image) ? image.buffer : transferableCopy(image)) : image.path;
+        const payload: PaletteTask = { image: source, size, limits: this.limits };
         const answer = this.inlineTask
-          ? await this.inlineTask({ image: buffer, size })
-          : await this.pool.run({ image: buffer, size }, { transferList: [buffer], signal: opts.signal ?? null });
-        if (!answer.ok) throw new PaletteError(answer.code, answer.message);
+          ? await this.inlineTask(payload)
+          : await this.pool.run(payload, { transferList: typeof source === 'string' ? [] : [source], signal: deadline.signal });
+        if (!answer.ok) {
+          if (answer.detail) this.logger.debug(`Palette task refused the image (${answer.code}): ${answer.detail}`);
+          throw new PaletteError(answer.code, answer.message);
+        }
         outcome = 'ok';
         const { width, height, format } = answer.palette;
         span.setAttributes({ 'image.width': width, 'image.height': height, 'image.format': format });
         return answer.palette;
       } catch (error) {
+        if (deadline.expired) throw this.timedOut();
         throw this.toPaletteError(error, opts.signal);
       } finally {
+        deadline.clear();
         this.inFlight--;
         const ms = performance.now() - started;
         this.meanTaskMs += 0.1 * (ms - this.meanTaskMs);
@@ -217,6 +245,10 @@ export class PaletteService implements OnModuleDestroy {
     return new PaletteError('PALETTE_BUSY', 'The palette pool is shutting down');
   }
 
+  private timedOut(): PaletteError {
+    return new PaletteError('PALETTE_TIMEOUT', `The palette took longer than ${this.taskTimeoutMs} ms; retry later`);
+  }
+
   private busy(): PaletteError {
     return new PaletteError('PALETTE_BUSY', `Too many palette tasks are waiting (${this.maxQueue}); retry later`);
   }
@@ -228,6 +260,43 @@ export class PaletteService implements OnModuleDestroy {
     const message = (error as Error)?.message ?? String(error);
     if (message === 'Task queue is at limit') return this.busy();
     return new PaletteError('PALETTE_ERROR', `Palette worker failed: ${message}`);
+  }
+}
+
+/**
+ * One task's abort signal: the caller's, or the task's own time limit, whichever comes first. A
+ * plain timer and listener (not AbortSignal.any/timeout), removed as soon as the task settles, so
+ * a long-lived caller signal (a generation's) collects nothing per task.
+ */
+class TaskDeadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private readonly onCallerAbort: (() => void) | undefined;
+  expired = false;
+
+  constructor(
+    timeoutMs: number,
+    private readonly caller: AbortSignal | undefined,
+  ) {
+    this.timer = setTimeout(() => {
+      if (this.controller.signal.aborted) return;
+      this.expired = true;
+      this.controller.abort(new DOMException('Palette task time limit', 'AbortError'));
+    }, timeoutMs);
+    if (caller?.aborted) this.controller.abort(caller.reason);
+    else if (caller) {
+      this.onCallerAbort = () => this.controller.abort(caller.reason);
+      caller.addEventListener('abort', this.onCallerAbort, { once: true });
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    if (this.onCallerAbort) this.caller?.removeEventListener('abort', this.onCallerAbort);
   }
 }
 

@@ -34,18 +34,35 @@ export interface PaletteResult {
   swatches: Swatches;
 }
 
-export type PaletteErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE' | 'PALETTE_BUSY' | 'PALETTE_ERROR';
+export type PaletteErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE' | 'PALETTE_BUSY' | 'PALETTE_TIMEOUT' | 'PALETTE_ERROR';
 
-/** What the pool sends to a worker. `image` is transferred, not copied. */
+/** Default of PALETTE_MAX_DECODED_MB (MB = 2^20 bytes): a 100 M-pixel 8-bit RGB image fits, a 10000² RGBA one does not. */
+export const DEFAULT_MAX_DECODED_MB = 320;
+
+/** What bounds the work a worker does for one image. */
+export interface DecodeLimits {
+  /** width × height × channels × bytes per sample, read from the header before any pixel is decoded. */
+  maxDecodedBytes: number;
+  /** libvips abandons its own work after this many seconds (0: no limit). The pool's timer is the outer bound. */
+  timeoutSeconds: number;
+}
+
+/**
+ * What the pool sends to a worker: the encoded image as bytes (transferred, not copied) or as the
+ * path of a file holding them (an upload streamed to disk: the worker reads it, nothing is copied).
+ */
 export interface PaletteTask {
-  image: ArrayBuffer;
+  image: ArrayBuffer | string;
   size: number;
+  /** Absent: the worker's defaults (the configured ones are always sent by PaletteService). */
+  limits?: DecodeLimits;
 }
 
 /**
  * What a worker answers. Failures the caller should see (bad input) come back as values: errors
- * thrown across a thread boundary lose their custom fields such as `code`.
+ * thrown across a thread boundary lose their custom fields such as `code`. `message` is fit for the
+ * client; `detail` (the decoder's own words) is for the server's log only.
  */
 export type PaletteTaskResult =
   | { ok: true; palette: PaletteResult }
-  | { ok: false; code: Exclude<PaletteErrorCode, 'PALETTE_BUSY'>; message: string };
+  | { ok: false; code: Exclude<PaletteErrorCode, 'PALETTE_BUSY'>; message: string; detail?: string };

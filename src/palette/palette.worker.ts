@@ -13,16 +13,21 @@
  * type stripping when the pool runs under Jest. Hence: erasable TypeScript only, and no relative
  * runtime imports (a specifier cannot name both `.js` and `.ts`); `import type` is erased.
  */
+import { open } from 'node:fs/promises';
 import sharp from 'sharp';
 import { Vibrant } from 'node-vibrant/node';
-import type { PaletteColor, PaletteTask, PaletteTaskResult, Swatch, Swatches, SwatchName } from './palette.types';
+import type { DecodeLimits, PaletteColor, PaletteTask, PaletteTaskResult, Swatch, Swatches, SwatchName } from './palette.types';
 
 /** Longest side of the analysed image: 16 k pixels keep quantizing at a few ms and shares within ±1 %. */
 export const ANALYSIS_SIDE = 128;
 /** Decompression-bomb guard: sharp refuses headers announcing more pixels before decoding any. */
 export const MAX_INPUT_PIXELS = 100_000_000;
+/** Limits when a caller gives none (DEFAULT_MAX_DECODED_MB in palette.types.ts, which this file may not import at run time). */
+export const DEFAULT_DECODE_LIMITS: DecodeLimits = { maxDecodedBytes: 320 * 1024 * 1024, timeoutSeconds: 0 };
 /** Pixels with less alpha than this are transparent: they take no share of the palette. */
 const OPAQUE_ALPHA = 128;
+/** Bytes read from a file to recognise its format (an AVIF `ftyp` box is well under this). */
+const HEADER_BYTES = 256;
 
 // libvips threads would compete with the other workers for the same cores: the pool is the
 // parallelism. The operation cache only helps repeated work on the same input, never the case here.
@@ -43,38 +48,59 @@ export interface DecodedImage {
   format: string;
 }
 
-type InputErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE';
+type InputErrorCode = 'UNSUPPORTED_IMAGE' | 'IMAGE_TOO_LARGE' | 'PALETTE_TIMEOUT';
 
-/** Bad input, as opposed to a bug: reported to the caller with its code. */
+/**
+ * Why this image has no palette, as opposed to a bug: reported to the caller with its code and a
+ * message fit for a client. `detail` (libvips' own words, which name its internals) is for logs.
+ */
 export class ImageInputError extends Error {
   readonly code: InputErrorCode;
-  constructor(code: InputErrorCode, message: string) {
+  readonly detail: string | undefined;
+  constructor(code: InputErrorCode, message: string, detail?: string) {
     super(message);
     this.name = 'ImageInputError';
     this.code = code;
+    this.detail = detail;
   }
 }
+
+/** The one answer for every image that cannot be read, whatever the decoder said. */
+export const UNSUPPORTED_IMAGE_MESSAGE = 'The file is not a PNG, JPEG, WebP, AVIF, GIF or TIFF image that can be read (unknown format, or truncated or corrupt data)';
+
+const unsupported = (detail: string) => new ImageInputError('UNSUPPORTED_IMAGE', UNSUPPORTED_IMAGE_MESSAGE, detail);
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
+export type SniffedFormat = 'png' | 'jpeg' | 'gif' | 'webp' | 'tiff' | 'avif';
+
+/** sharp's `metadata().format` for each accepted format: the decoder libvips picked must be this one. */
+const DECODER_FORMAT: Record<SniffedFormat, string> = { png: 'png', jpeg: 'jpeg', gif: 'gif', webp: 'webp', tiff: 'tiff', avif: 'heif' };
+
+const BYTES_PER_SAMPLE: Record<string, number> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
+
 const ascii = (b: Uint8Array, from: number, to: number): string => String.fromCharCode(...b.subarray(from, to));
+const uint32 = (b: Uint8Array, o: number): number => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 
 /**
  * The container format from magic bytes, or null. Checked before sharp sees the bytes so that
- * formats outside the contract (SVG, PDF, HEIC, raw text…) never reach a decoder.
+ * formats outside the contract (SVG, PDF, HEIC, raw text…) never reach a decoder. Whole signatures,
+ * and for AVIF a plausible `ftyp` box (16 + 4n bytes, at most 256, all of it present): bytes 4–7
+ * `ftyp` alone also start `<!--ftypavif-->` (an SVG) or a gzip header whose mtime spells `ftyp`.
  */
-export function sniffFormat(b: Uint8Array): 'png' | 'jpeg' | 'gif' | 'webp' | 'tiff' | 'avif' | null {
-  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 4) === 'PNG') return 'png';
+export function sniffFormat(b: Uint8Array): SniffedFormat | null {
+  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 8) === 'PNG\r\n\x1a\n') return 'png';
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 6 && ascii(b, 0, 4) === 'GIF8') return 'gif';
+  if (b.length >= 6 && (ascii(b, 0, 6) === 'GIF87a' || ascii(b, 0, 6) === 'GIF89a')) return 'gif';
   if (b.length >= 12 && ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP') return 'webp';
   if (b.length >= 8 && (ascii(b, 0, 4) === 'II*\0' || ascii(b, 0, 4) === 'MM\0*')) return 'tiff';
   if (b.length >= 16 && ascii(b, 4, 8) === 'ftyp') {
-    // ISO-BMFF: major brand at 8, minor version at 12, compatible brands up to the box end.
-    const boxEnd = Math.min(b.length, ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0);
-    for (let o = 8; o + 4 <= boxEnd; o += o === 8 ? 8 : 4) {
+    // ISO-BMFF: box size, 'ftyp', major brand at 8, minor version at 12, compatible brands to the box end.
+    const boxSize = uint32(b, 0);
+    if (boxSize < 16 || boxSize > HEADER_BYTES || boxSize % 4 !== 0 || boxSize > b.length) return null;
+    for (let o = 8; o + 4 <= boxSize; o += o === 8 ? 8 : 4) {
       const brand = ascii(b, o, o + 4);
       if (brand === 'avif' || brand === 'avis') return 'avif';
     }
@@ -82,36 +108,89 @@ export function sniffFormat(b: Uint8Array): 'png' | 'jpeg' | 'gif' | 'webp' | 't
   return null;
 }
 
-function inputError(error: unknown): ImageInputError {
+/** The first HEADER_BYTES of a file (fewer if it is shorter). */
+async function readHeader(path: string): Promise<Uint8Array> {
+  const file = await open(path, 'r');
+  try {
+    const header = new Uint8Array(HEADER_BYTES);
+    const { bytesRead } = await file.read(header, 0, HEADER_BYTES, 0);
+    return header.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+/** What a sharp/libvips failure means for the caller; libvips' words go to `detail` only. */
+export function classifyDecodeError(error: unknown): ImageInputError {
   const message = error instanceof Error ? error.message : String(error);
   if (/pixel limit/i.test(message)) {
-    return new ImageInputError('IMAGE_TOO_LARGE', `Image has more than ${MAX_INPUT_PIXELS} pixels`);
+    return new ImageInputError('IMAGE_TOO_LARGE', `The image has more than ${MAX_INPUT_PIXELS} pixels`, message);
   }
-  return new ImageInputError('UNSUPPORTED_IMAGE', `Image could not be decoded: ${message}`);
+  // sharp's timeout(): vips_error("timeout", "%d%% complete").
+  if (/timeout: \d+% complete/.test(message)) {
+    return new ImageInputError('PALETTE_TIMEOUT', 'The palette took longer than its time limit', message);
+  }
+  return unsupported(message);
 }
 
 /**
- * Decodes `input` and shrinks it to at most ANALYSIS_SIDE² sRGB RGBA pixels. Animated images give
- * their first frame. Throws ImageInputError for anything that is not a whole, supported image.
+ * libvips picks its decoder from the content, not from our sniffing: bytes that pass for AVIF here
+ * may be SVG to it. Only the decoder of the format we accepted may read them (and for HEIF, only AV1).
  */
-export async function decodeForPalette(input: Uint8Array): Promise<DecodedImage> {
-  const sniffed = sniffFormat(input);
-  if (sniffed === null) {
-    throw new ImageInputError('UNSUPPORTED_IMAGE', 'Not a PNG, JPEG, WebP, AVIF, GIF or TIFF image');
+export function assertDecoder(sniffed: SniffedFormat, meta: Pick<sharp.Metadata, 'format' | 'compression'>): void {
+  if (meta.format !== DECODER_FORMAT[sniffed]) throw unsupported(`sniffed ${sniffed}, but libvips chose its ${meta.format} loader`);
+  if (sniffed === 'avif' && meta.compression !== 'av1') throw unsupported(`HEIF with ${meta.compression ?? 'unknown'} compression`);
+}
+
+const megabytes = (bytes: number): string => `${Math.ceil(bytes / 1048576)} MB`;
+
+/**
+ * Refuses, from the header alone, an image whose decoder would be handed more bytes than the limit:
+ * a 16-bit or a huge-canvas image costs far more memory and time than its pixel count says. GIF
+ * frames are decoded onto a full RGBA canvas whatever the bands libvips reports.
+ */
+function checkDecodedSize(meta: sharp.Metadata, format: SniffedFormat, maxDecodedBytes: number): void {
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  const channels = format === 'gif' ? Math.max(4, meta.channels ?? 4) : (meta.channels ?? 4);
+  const sampleBytes = BYTES_PER_SAMPLE[meta.depth ?? ''] ?? 8;
+  const bytes = width * height * channels * sampleBytes;
+  if (bytes > maxDecodedBytes) {
+    throw new ImageInputError(
+      'IMAGE_TOO_LARGE',
+      `The image is too large to analyse: ${width} × ${height} pixels × ${channels} channels × ${sampleBytes * 8} bits ` +
+        `is ${megabytes(bytes)} decoded, over the limit of ${megabytes(maxDecodedBytes)}`,
+    );
   }
+}
+
+/**
+ * Decodes `input` (bytes, or the path of a file) and shrinks it to at most ANALYSIS_SIDE² sRGB RGBA
+ * pixels. Animated images give their first frame. Throws ImageInputError for anything that is not a
+ * whole, supported image within `limits`, or that libvips gave up on after `limits.timeoutSeconds`.
+ */
+export async function decodeForPalette(input: Uint8Array | string, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Promise<DecodedImage> {
+  let header: Uint8Array;
+  try {
+    header = typeof input === 'string' ? await readHeader(input) : input;
+  } catch (error) {
+    throw unsupported(`cannot read the file: ${(error as Error).message}`);
+  }
+  const sniffed = sniffFormat(header);
+  if (sniffed === null) throw unsupported('no PNG, JPEG, WebP, AVIF, GIF or TIFF signature');
   // failOn 'error' rejects corrupt and truncated data but tolerates warnings (odd markers, extra
   // bytes) that real-world JPEGs often carry.
   const image = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', autoOrient: true });
+  if (limits.timeoutSeconds > 0) image.timeout({ seconds: limits.timeoutSeconds });
   let width: number;
   let height: number;
   try {
     const meta = await image.metadata();
-    if (meta.format === 'heif' && meta.compression !== 'av1') {
-      throw new ImageInputError('UNSUPPORTED_IMAGE', `HEIF images with ${meta.compression ?? 'unknown'} compression are not supported`);
-    }
+    assertDecoder(sniffed, meta);
+    checkDecodedSize(meta, sniffed, limits.maxDecodedBytes);
     ({ width, height } = meta.autoOrient);
   } catch (error) {
-    throw error instanceof ImageInputError ? error : inputError(error);
+    throw error instanceof ImageInputError ? error : classifyDecodeError(error);
   }
   try {
     const { data, info } = await image
@@ -123,7 +202,7 @@ export async function decodeForPalette(input: Uint8Array): Promise<DecodedImage>
     if (info.channels !== 4) throw new Error(`expected 4 channels after ensureAlpha, got ${info.channels}`);
     return { pixels: { data, width: info.width, height: info.height }, width, height, format: sniffed };
   } catch (error) {
-    throw inputError(error);
+    throw classifyDecodeError(error);
   }
 }
 
@@ -453,10 +532,11 @@ export async function quantizeMmcq(pixels: AnalysisPixels, size: number): Promis
 // The pool task
 // ---------------------------------------------------------------------------------------------
 
-/** Decodes the transferred image and answers its palette, or why it has none. */
+/** Decodes the transferred image (or the file it names) and answers its palette, or why it has none. */
 export default async function paletteTask(task: PaletteTask): Promise<PaletteTaskResult> {
   try {
-    const decoded = await decodeForPalette(new Uint8Array(task.image));
+    const input = typeof task.image === 'string' ? task.image : new Uint8Array(task.image);
+    const decoded = await decodeForPalette(input, task.limits ?? DEFAULT_DECODE_LIMITS);
     const colors = quantizeKmeans(decoded.pixels, task.size);
     const swatches = await vibrantSwatches(decoded.pixels);
     return {
@@ -464,7 +544,7 @@ export default async function paletteTask(task: PaletteTask): Promise<PaletteTas
       palette: { colors, width: decoded.width, height: decoded.height, format: decoded.format, swatches },
     };
   } catch (error) {
-    if (error instanceof ImageInputError) return { ok: false, code: error.code, message: error.message };
+    if (error instanceof ImageInputError) return { ok: false, code: error.code, message: error.message, detail: error.detail };
     return { ok: false, code: 'PALETTE_ERROR', message: `Palette extraction failed: ${(error as Error)?.message ?? String(error)}` };
   }
 }

@@ -1,21 +1,4 @@
-/// <reference types="multer" />
-import {
-  BadRequestException,
-  Body,
-  CallHandler,
-  Controller,
-  ExecutionContext,
-  HttpCode,
-  HttpStatus,
-  Injectable,
-  Logger,
-  PayloadTooLargeException,
-  Post,
-  UnsupportedMediaTypeException,
-  UploadedFile,
-  UseInterceptors,
-} from '@nestjs/common';
-import { FileInterceptor } from '@nestjs/platform-express';
+import { Body, Controller, HttpCode, HttpStatus, Logger, Post, UseInterceptors } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiBody,
@@ -28,42 +11,14 @@ import {
   ApiTags,
   ApiUnsupportedMediaTypeResponse,
 } from '@nestjs/swagger';
-import type { Observable } from 'rxjs';
 import { AppError } from '../common/app-error';
 import { ErrorResponseDto } from '../common/dto/error-response.dto';
 import { PaletteError } from '../palette/palette.errors';
 import { PaletteService } from '../palette/palette.service';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from '../palette/palette.types';
+import { clientClosedRequest, ImageUploadInterceptor, UploadedImage } from '../uploads/image-upload.interceptor';
 import { CreatePaletteDto, DEFAULT_PALETTE_SIZE } from './dto/create-palette.dto';
 import { PaletteResponseDto } from './dto/palette-response.dto';
-
-export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
-
-/**
- * Multer (memory storage) for the `image` part, with its errors turned into the contract's codes:
- * Nest's own mapping gives the right statuses but generic codes and messages.
- */
-@Injectable()
-export class ImageUploadInterceptor extends FileInterceptor('image', {
-  limits: { fileSize: MAX_IMAGE_BYTES, files: 1, fields: 8, fieldSize: 1024, parts: 9 },
-}) {
-  override async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
-    try {
-      return await super.intercept(context, next);
-    } catch (error) {
-      if (error instanceof PayloadTooLargeException) {
-        throw new AppError(HttpStatus.PAYLOAD_TOO_LARGE, 'PAYLOAD_TOO_LARGE', `The image must be at most ${MAX_IMAGE_BYTES / 1024 / 1024} MB`);
-      }
-      if (error instanceof UnsupportedMediaTypeException) {
-        throw new AppError(HttpStatus.UNSUPPORTED_MEDIA_TYPE, 'UNSUPPORTED_MEDIA_TYPE', 'Send the image as multipart/form-data');
-      }
-      if (error instanceof BadRequestException) {
-        throw new AppError(HttpStatus.BAD_REQUEST, 'INVALID_MULTIPART', `Invalid multipart body: ${error.message}`);
-      }
-      throw error;
-    }
-  }
-}
 
 @ApiTags('palettes')
 @ApiSecurity('api-key')
@@ -79,7 +34,7 @@ export class PalettesController {
   @ApiOperation({
     summary: 'Extract the colour palette of an uploaded image',
     description:
-      'Upload one image (PNG, JPEG, WebP, AVIF, GIF, TIFF; ≤ 20 MB, ≤ 100 M pixels) as the multipart field `image`. ' +
+      'Upload one image (PNG, JPEG, WebP, AVIF, GIF, TIFF; ≤ 20 MB, ≤ 100 M pixels, ≤ PALETTE_MAX_DECODED_MB decoded) as the multipart field `image`. ' +
       'Answers its `size` dominant colours, most frequent first, with their share of the opaque pixels, plus ' +
       "node-vibrant's named swatches. Animated images: first frame; EXIF orientation is applied.",
   })
@@ -96,17 +51,26 @@ export class PalettesController {
   })
   @ApiOkResponse({ type: PaletteResponseDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_REQUIRED, VALIDATION_FAILED (size), INVALID_MULTIPART' })
-  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'PAYLOAD_TOO_LARGE (> 20 MB), IMAGE_TOO_LARGE (> 100 M pixels)' })
+  @ApiPayloadTooLargeResponse({
+    type: ErrorResponseDto,
+    description: 'PAYLOAD_TOO_LARGE (> 20 MB), IMAGE_TOO_LARGE (> 100 M pixels, or more than PALETTE_MAX_DECODED_MB once decoded)',
+  })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'UNSUPPORTED_IMAGE: not an image of a supported format, or truncated/corrupt' })
-  @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'PALETTE_BUSY: the palette queue is full; see Retry-After' })
-  async create(@UploadedFile() file: Express.Multer.File | undefined, @Body() body: CreatePaletteDto): Promise<PaletteResponseDto> {
-    if (!file || file.size === 0) {
+  @ApiServiceUnavailableResponse({
+    type: ErrorResponseDto,
+    description: 'UPLOADS_BUSY (too many upload bytes in flight), PALETTE_BUSY (the palette queue is full), PALETTE_TIMEOUT; see Retry-After',
+  })
+  async create(@UploadedImage() image: UploadedImage | undefined, @Body() body: CreatePaletteDto): Promise<PaletteResponseDto> {
+    if (!image || image.size === 0) {
       throw new AppError(HttpStatus.BAD_REQUEST, 'IMAGE_REQUIRED', 'Send the image file in the multipart field "image"');
     }
     try {
-      const { colors, width, height, swatches } = await this.palette.extract(file.buffer, body.size ?? DEFAULT_PALETTE_SIZE);
+      const file = { path: image.path, bytes: image.size };
+      const { colors, width, height, swatches } = await this.palette.extract(file, body.size ?? DEFAULT_PALETTE_SIZE, { signal: image.signal });
       return { colors, width, height, swatches };
     } catch (error) {
+      // The client is gone: the task was dropped or stopped, and no one reads this answer.
+      if (image.signal.aborted) throw clientClosedRequest();
       throw this.toAppError(error);
     }
   }
@@ -119,6 +83,7 @@ export class PalettesController {
       case 'IMAGE_TOO_LARGE':
         return new AppError(HttpStatus.PAYLOAD_TOO_LARGE, error.code, error.message);
       case 'PALETTE_BUSY':
+      case 'PALETTE_TIMEOUT':
         return new AppError(HttpStatus.SERVICE_UNAVAILABLE, error.code, error.message, {
           'Retry-After': String(this.palette.retryAfterSeconds()),
         });

@@ -64,6 +64,7 @@ const PALETTE_ERROR_MESSAGES: Record<PaletteErrorCode, string> = {
   UNSUPPORTED_IMAGE: 'The generated image could not be decoded to extract its colours',
   IMAGE_TOO_LARGE: 'The generated image is too large to extract its colours',
   PALETTE_BUSY: 'Colour extraction was too busy; the image was dropped',
+  PALETTE_TIMEOUT: 'Colour extraction took too long; the image was dropped',
   PALETTE_ERROR: 'The colours of the image could not be extracted',
 };
 

@@ -12,7 +12,7 @@ import { loadConfig } from '../../src/config/app-config';
 import { ConfigModule } from '../../src/config/config.module';
 import { PaletteError } from '../../src/palette/palette.errors';
 import { PaletteService } from '../../src/palette/palette.service';
-import { MAX_IMAGE_BYTES } from '../../src/palettes/palettes.controller';
+import { MAX_IMAGE_BYTES } from '../../src/uploads/image-upload.interceptor';
 import { PalettesModule } from '../../src/palettes/palettes.module';
 import { AppMetrics } from '../../src/telemetry/app-metrics';
 import { matchPalette, pixelBombPng, referenceImage, REFERENCE_COLORS, truncate } from '../support/images';

@@ -8,6 +8,7 @@
  *
  * Also home of `matchPalette`, the accuracy yardstick shared by the specs and the benchmarks.
  */
+import { crc32 as zlibCrc32, deflateRawSync, gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { deltaE2000Rgb } from '../../src/palette/delta-e';
 
@@ -295,6 +296,84 @@ export async function pixelBombPng(side = 20000): Promise<Buffer> {
   png.writeUInt32BE(side, 20);
   png.writeUInt32BE(crc32(png.subarray(12, 29)), 29);
   return png;
+}
+
+/**
+ * A 16-bit RGBA, interlaced PNG whose header claims `width`×`height` (a 1×1 image with its IHDR
+ * patched, CRC fixed): a few dozen bytes on disk announcing width × height × 8 bytes of pixels, which
+ * an interlaced decode holds whole. Below the pixel limit, above the decoded-bytes one.
+ */
+export async function deepPngBomb(width = 8000, height = 8000): Promise<Buffer> {
+  const png = Buffer.from(
+    await sharp({ create: { width: 1, height: 1, channels: 4, background: { r: 212, g: 52, b: 52, alpha: 1 } } })
+      .toColourspace('rgb16')
+      .png()
+      .toBuffer(),
+  );
+  // IHDR data at 16: width, height, bit depth (16), colour type (6 = RGBA), compression, filter, interlace.
+  if (png[24] !== 16 || png[25] !== 6) throw new Error(`expected a 16-bit RGBA PNG, got depth ${png[24]} type ${png[25]}`);
+  png.writeUInt32BE(width, 16);
+  png.writeUInt32BE(height, 20);
+  png[28] = 1; // Adam7
+  png.writeUInt32BE(crc32(png.subarray(12, 29)), 29);
+  return png;
+}
+
+/**
+ * A GIF of a few dozen bytes whose screen and only frame claim `side`×`side` pixels (a 1×1 GIF with
+ * both descriptors patched): GIF decoders paint frames onto a full RGBA canvas of that size.
+ */
+export async function hugeCanvasGif(side = 10_000): Promise<Buffer> {
+  if (side > 0xffff) throw new Error('GIF dimensions are 16-bit');
+  const gif = Buffer.from(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#2a4d9b' } }).gif().toBuffer());
+  // Logical screen descriptor after the 6-byte signature: width, height (little-endian), flags.
+  gif.writeUInt16LE(side, 6);
+  gif.writeUInt16LE(side, 8);
+  let o = 13 + (gif[10] & 0x80 ? 3 * 2 ** ((gif[10] & 7) + 1) : 0);
+  // Skip extension blocks (0x21, label, sub-blocks ending with a 0 length) up to the image descriptor.
+  while (gif[o] === 0x21) {
+    o += 2;
+    while (gif[o] !== 0) o += gif[o] + 1;
+    o++;
+  }
+  if (gif[o] !== 0x2c) throw new Error(`no image descriptor at ${o}`);
+  gif.writeUInt16LE(side, o + 5);
+  gif.writeUInt16LE(side, o + 7);
+  return gif;
+}
+
+/** A small, valid SVG (a red square): what libvips' SVG loader would happily render. */
+export const SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="#d43434"/></svg>';
+
+/**
+ * A gzip stream (svgz) whose header spells an AVIF `ftyp` box at bytes 4–11: the mtime field is
+ * `ftyp`, XFL and OS are `av`, and the FEXTRA length `if` (26 217 bytes of padding follow).
+ */
+function gzipPassingForAvif(text: string): Buffer {
+  const data = Buffer.from(text);
+  const header = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 4]), Buffer.from('ftypavif', 'latin1')]);
+  const extra = Buffer.alloc(header.readUInt16LE(10), 0x20);
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(zlibCrc32(data), 0);
+  trailer.writeUInt32LE(data.length, 4);
+  return Buffer.concat([header, extra, deflateRawSync(data), trailer]);
+}
+
+/**
+ * SVG dressed to pass a format check: files libvips decodes as SVG. The first four carry `ftyp` +
+ * an AVIF brand at bytes 4–11 (what a magic-byte check for AVIF looks at); the others are plain SVG
+ * variants a check must not let through either.
+ */
+export function svgDisguises(): Record<string, Buffer> {
+  return {
+    '<!--ftypavif--> + SVG': Buffer.from(`<!--ftypavif-->${SVG}`),
+    '<!--ftypavis--> + SVG': Buffer.from(`<!--ftypavis-->${SVG}`),
+    'a comment with avif as a compatible brand + SVG': Buffer.from(`<!--ftypmif10000avif-->${SVG}`),
+    'gzip’d SVG whose header spells ftypavif': gzipPassingForAvif(SVG),
+    'SVG with an XML prolog': Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>\n${SVG}`),
+    'SVG after a BOM and whitespace': Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`  \n\t${SVG}`)]),
+    'gzip’d SVG (svgz)': gzipSync(SVG),
+  };
 }
 
 /** The first `fraction` of an encoded image: a transfer cut short. */
