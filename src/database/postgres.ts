@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { Pool, PoolConfig, types as globalTypes } from 'pg';
+import { Pool, PoolClient, PoolConfig, types as globalTypes } from 'pg';
+import type { PostgresPool } from 'kysely';
 import type { CustomTypesConfig } from 'pg';
 
 /** How the service connects to PostgreSQL (see `AppConfig.database`). */
@@ -73,22 +74,75 @@ export function postgresPoolConfig(options: PostgresOptions): PoolConfig {
 }
 
 /**
- * A `pg` pool whose connection failures are logged, never thrown at the process.
- *
- * node-postgres emits `error` on a client whose connection dies: on the pool for an idle client
- * (`pool.on('error')`), and on the client itself while it is checked out (a server restart or a
- * `pg_terminate_backend` during a query). An `error` event without a listener is an uncaught
- * exception that ends the process, so both get one: the pool's logs and drops the client; the
- * client's stays quiet, because the query it was running has already been rejected with that error
- * and the pool drops the client when it comes back.
+ * Whether `error` means the connection it came from is finished: the server ended the session
+ * (`FATAL`/`PANIC`: a restart, a failover, `pg_terminate_backend`) or the socket failed. Plain SQL
+ * errors (`ERROR`: a constraint, a statement timeout) leave the session usable.
  */
-export function createPostgresPool(options: PostgresOptions, config: Partial<PoolConfig> = {}, logger = new Logger('Database')): Pool {
+export function isConnectionFatal(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return severity === undefined ? !(error instanceof RangeError) : severity === 'FATAL' || severity === 'PANIC';
+}
+
+/**
+ * A `pg` pool for Kysely whose connection failures are logged and contained, never thrown at the
+ * process, and whose dead connections are never handed out again.
+ *
+ * - node-postgres emits `error` on a client whose connection dies: on the pool for an idle client
+ *   (`pool.on('error')`), and on the client itself while it is checked out (a server restart or a
+ *   `pg_terminate_backend` during a query). An `error` event without a listener is an uncaught
+ *   exception that ends the process, so both get one: the pool's logs and drops the client; the
+ *   client's stays quiet, because the query it was running has already been rejected with that
+ *   error.
+ * - When the server ends a session during a query, the query fails with a FATAL error before the
+ *   socket closes, so the pool would take the client back as healthy and fail the next query on
+ *   it too. A client whose query failed that way is released with "destroy" instead.
+ */
+export function createPostgresPool(options: PostgresOptions, config: Partial<PoolConfig> = {}, logger = new Logger('Database')): KyselyPgPool {
   const pool = new Pool({ ...postgresPoolConfig(options), ...config });
+  const broken = new WeakSet<object>();
   pool.on('error', (error: Error) => {
     logger.warn(`PostgreSQL connection lost while idle (${error.message}); the pool opens a new one when needed`);
   });
-  pool.on('connect', (client) => {
+  pool.on('connect', (client: PoolClient) => {
     client.on('error', () => undefined);
+    const query = client.query as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = function (this: PoolClient, ...args: unknown[]) {
+      const result = query.apply(this, args);
+      if (result instanceof Promise) {
+        result.then(undefined, (error: unknown) => {
+          if (isConnectionFatal(error)) broken.add(client);
+        });
+      }
+      return result;
+    };
   });
-  return pool;
+  return new KyselyPgPool(pool, broken);
+}
+
+/** The pool as Kysely's `PostgresDialect` sees it (`connect`, `end`, `options`, `Client`). */
+export class KyselyPgPool implements PostgresPool {
+  constructor(
+    readonly pool: Pool,
+    private readonly broken: WeakSet<object>,
+  ) {}
+
+  get options(): Pool['options'] {
+    return this.pool.options;
+  }
+
+  /** Kysely opens a separate client of this class to cancel a query. */
+  get Client(): PostgresPool['Client'] {
+    return (this.pool as unknown as { Client: PostgresPool['Client'] }).Client;
+  }
+
+  async connect(): Promise<PoolClient> {
+    const client = await this.pool.connect();
+    const release = client.release;
+    client.release = (destroy?: boolean | Error) => release(destroy || this.broken.has(client));
+    return client;
+  }
+
+  end(): Promise<void> {
+    return this.pool.end();
+  }
 }
