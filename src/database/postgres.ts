@@ -74,13 +74,14 @@ export function postgresPoolConfig(options: PostgresOptions): PoolConfig {
 }
 
 /**
- * Whether `error` means the connection it came from is finished: the server ended the session
- * (`FATAL`/`PANIC`: a restart, a failover, `pg_terminate_backend`) or the socket failed. Plain SQL
- * errors (`ERROR`: a constraint, a statement timeout) leave the session usable.
+ * Whether the connection a failed query ran on can be trusted with the next one. Only an SQL error
+ * at level `ERROR` (a constraint, a statement timeout, a bad value) leaves the session as it was;
+ * anything else — `FATAL`/`PANIC` from the server (a restart, a failover, `pg_terminate_backend`),
+ * a socket error, a driver error — retires the connection: a new one costs a few milliseconds,
+ * reusing a dead one costs a request.
  */
 export function isConnectionFatal(error: unknown): boolean {
-  const severity = (error as { severity?: unknown } | null)?.severity;
-  return severity === undefined ? !(error instanceof RangeError) : severity === 'FATAL' || severity === 'PANIC';
+  return (error as { severity?: unknown } | null)?.severity !== 'ERROR';
 }
 
 /**
