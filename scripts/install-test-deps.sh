@@ -2,8 +2,10 @@
 # Installs what the test suite needs beyond node_modules, from Debian's packages only:
 #   - Chromium, for the Swagger UI browser test (playwright-core drives /usr/bin/chromium; it never
 #     downloads a browser);
-#   - Prometheus, unpacked into .tools/ (scripts/install-prometheus.sh), for the dashboard proof.
-# Idempotent and quick when both are present. Run by `npm test` (pretest) and by .ci/run.
+#   - Prometheus, unpacked into .tools/ (scripts/install-prometheus.sh), for the dashboard proof;
+#   - PostgreSQL and Redis answering on 127.0.0.1:5432 / :6379, started (and installed) when they
+#     do not (scripts/start-test-services.sh).
+# Idempotent and quick when all are present. Run by `npm test` (pretest) and by .ci/run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -22,3 +24,5 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 bash "$root/scripts/install-prometheus.sh" >/dev/null
+
+bash "$root/scripts/start-test-services.sh"

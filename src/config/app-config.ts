@@ -6,6 +6,7 @@ import { validateSync, ValidationError } from 'class-validator';
 import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
+import { redactUrl } from './database-url';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -74,6 +75,11 @@ export class AppConfig {
   readonly eventStreams: { maxPerClient: number; maxTotal: number };
   /** Fair shares: what one client (key, or address without keys) may hold at once. */
   readonly fairness: { maxActivePerClient: number; geminiConcurrencyPerClient: number };
+  /**
+   * `url` unset → SQLite in `dataDir`; set → PostgreSQL with a pool of `poolSize` connections.
+   * `statementTimeoutMs` 0 = no limit.
+   */
+  readonly database: { url: string | undefined; poolSize: number; connectTimeoutMs: number; statementTimeoutMs: number };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
@@ -135,6 +141,12 @@ export class AppConfig {
       ),
     };
     this.eventStreams = { maxPerClient: env.SSE_MAX_STREAMS_PER_CLIENT, maxTotal: env.SSE_MAX_STREAMS };
+    this.database = {
+      url: env.DATABASE_URL,
+      poolSize: env.DATABASE_POOL_SIZE,
+      connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
+    };
     this.logLevel = env.LOG_LEVEL;
   }
 }
@@ -148,9 +160,13 @@ function packageVersion(): string {
   }
 }
 
+/** Variables whose value may carry a password: shown redacted in error messages. */
+const URL_WITH_SECRETS = new Set(['DATABASE_URL']);
+
 function describe(errors: ValidationError[], prefix = ''): string[] {
   return errors.flatMap((e) => {
-    const own = Object.values(e.constraints ?? {}).map((msg) => `${prefix}${e.property}: ${msg} (got ${JSON.stringify(e.value)})`);
+    const value = URL_WITH_SECRETS.has(e.property) && typeof e.value === 'string' ? redactUrl(e.value) : e.value;
+    const own = Object.values(e.constraints ?? {}).map((msg) => `${prefix}${e.property}: ${msg} (got ${JSON.stringify(value)})`);
     return [...own, ...describe(e.children ?? [], `${prefix}${e.property}.`)];
   });
 }

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Transform, Type } from 'class-transformer';
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength } from 'class-validator';
+import { IsPostgresUrl } from './database-url';
 
 const toBool = ({ value }: { value: unknown }) => {
   if (typeof value !== 'string') return value;
@@ -171,6 +172,22 @@ export class EnvDto {
   /** Open event streams in this process, all clients together; more → 429. */
   @Type(() => Number) @IsInt() @Min(1) @Max(1_000_000)
   SSE_MAX_STREAMS = 2_000;
+
+  /** Unset → SQLite in DATA_DIR; `postgres://…` or `postgresql://…` → PostgreSQL. */
+  @IsOptional() @Transform(emptyToUndefined) @IsPostgresUrl()
+  DATABASE_URL?: string;
+
+  /** PostgreSQL connections per instance. */
+  @Type(() => Number) @IsInt() @Min(1) @Max(1000)
+  DATABASE_POOL_SIZE = 10;
+
+  /** How long opening a PostgreSQL connection (or waiting for a free one) may take. */
+  @Type(() => Number) @IsInt() @Min(100) @Max(600_000)
+  DATABASE_CONNECT_TIMEOUT_MS = 5_000;
+
+  /** PostgreSQL cancels any statement of the service that runs longer (migrations excepted); 0 = no limit. */
+  @Type(() => Number) @IsInt() @Min(0) @Max(3_600_000)
+  DATABASE_STATEMENT_TIMEOUT_MS = 30_000;
 
   /** Comma-separated allowed origins, `*` for any; empty = CORS off. */
   @Transform(toList) @IsString({ each: true })

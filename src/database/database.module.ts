@@ -1,6 +1,7 @@
-import { Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { Global, Inject, Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { createDatabase, Database, databaseFile, KYSELY } from './database';
+import { redactUrl } from '../config/database-url';
+import { createDatabase, Database, databaseTarget, KYSELY } from './database';
 import { GenerationsRecovery } from './generations.recovery';
 import { GenerationsRepository } from './generations.repository';
 
@@ -20,10 +21,10 @@ class DatabaseCloser implements OnApplicationShutdown {
 }
 
 /**
- * The SQLite database under `DATA_DIR` (`hybrid-image-search.sqlite`), opened and migrated before
- * any provider that needs it is built. Exports `GenerationsRepository` (which also has `ping()` for
- * the readiness check); the Kysely instance stays inside, so a PostgreSQL dialect can replace
- * SQLite here without touching callers.
+ * The database: PostgreSQL when `DATABASE_URL` is set, else SQLite under `DATA_DIR`
+ * (`hybrid-image-search.sqlite`), opened and migrated before any provider that needs it is built.
+ * Exports `GenerationsRepository` (which also has `ping()` for the readiness check); the Kysely
+ * instance stays inside, so callers never see which dialect runs.
  */
 @Global()
 @Module({
@@ -31,7 +32,15 @@ class DatabaseCloser implements OnApplicationShutdown {
     {
       provide: KYSELY,
       inject: [AppConfig],
-      useFactory: (config: AppConfig): Promise<Database> => createDatabase(databaseFile(config.dataDir)),
+      useFactory: (config: AppConfig): Promise<Database> => {
+        const target = databaseTarget(config);
+        new Logger('Database').log(
+          target.dialect === 'postgres'
+            ? `PostgreSQL at ${redactUrl(target.url)} (pool of ${target.poolSize})`
+            : `SQLite at ${target.filename}`,
+        );
+        return createDatabase(target);
+      },
     },
     DatabaseCloser,
     GenerationsRepository,

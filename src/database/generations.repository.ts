@@ -160,8 +160,24 @@ function toMsOrNull(date: Date | null): number | null {
   return date === null ? null : toMs(date);
 }
 
-function fromMsOrNull(ms: number | null): Date | null {
-  return ms === null ? null : new Date(ms);
+/**
+ * A millisecond column as a number. node:sqlite gives numbers; node-postgres gives `bigint` as a
+ * string unless the pool parses it (ours does, see postgres.ts): both are accepted, and anything
+ * that is not an exact integer fails loudly instead of becoming an Invalid Date.
+ */
+function fromMs(value: number | string): Date {
+  const ms = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms)) throw new TypeError(`Not a millisecond timestamp: ${JSON.stringify(value)}`);
+  return new Date(ms);
+}
+
+function fromMsOrNull(value: number | string | null): Date | null {
+  return value === null ? null : fromMs(value);
+}
+
+/** A JSON column: text on both dialects today; a `jsonb` column would arrive already parsed. */
+function fromJson<T>(value: unknown): T {
+  return (typeof value === 'string' ? JSON.parse(value) : value) as T;
 }
 
 function toRow(g: Generation): Insertable<GenerationsTable> {
@@ -218,11 +234,11 @@ function fromRow(row: GenerationRow): Generation {
     aspectRatio: row.aspect_ratio,
     count: row.count,
     paletteSize: row.palette_size,
-    createdAt: new Date(row.created_at),
+    createdAt: fromMs(row.created_at),
     startedAt: fromMsOrNull(row.started_at),
     completedAt: fromMsOrNull(row.completed_at),
-    timings: JSON.parse(row.timings) as Generation['timings'],
-    images: JSON.parse(row.images) as Generation['images'],
+    timings: fromJson<Generation['timings']>(row.timings),
+    images: fromJson<Generation['images']>(row.images),
     usage: { inputTokens: row.input_tokens, outputTokens: row.output_tokens },
     error:
       row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },

@@ -6,11 +6,26 @@ import { StorageService } from '../storage/storage.service';
 import { ShutdownState } from './shutdown-state';
 
 const STORAGE_CHECK_TIMEOUT_MS = 2_000;
+/**
+ * A database that does not answer within this is down for readiness, whatever its driver would
+ * wait (a PostgreSQL pool waits up to DATABASE_CONNECT_TIMEOUT_MS for a connection).
+ */
+export const DATABASE_CHECK_TIMEOUT_MS = 2_000;
 
 /** StorageError messages are safe to show (fixed texts; StorageService logs the detail). */
 const reason = (error: unknown) => (error instanceof Error ? error.message : String(error));
 /** Readiness is open to anyone: a driver's own message (host, port, file) goes to the log only. */
 const DATABASE_DOWN = 'The database did not answer';
+
+/** `promise`, or a rejection with `message` after `ms`; the promise itself is left to settle. */
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 @Injectable()
 export class StorageHealthIndicator {
@@ -42,7 +57,7 @@ export class DatabaseHealthIndicator {
   async check(key = 'database'): Promise<HealthIndicatorResult> {
     const indicator = this.health.check(key);
     try {
-      await this.repository.ping();
+      await withTimeout(this.repository.ping(), DATABASE_CHECK_TIMEOUT_MS, `the database did not answer within ${DATABASE_CHECK_TIMEOUT_MS} ms`);
       return indicator.up();
     } catch (error) {
       this.logger.warn(`database check failed: ${reason(error)}`);

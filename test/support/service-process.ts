@@ -72,8 +72,9 @@ export async function freePort(): Promise<number> {
  * Starts the built service (`node dist/main.js`) as its own process, the way `npm start` does,
  * on free ports with a temporary DATA_DIR and no GEMINI_API_KEY (so the in-process emulator
  * answers), and waits until `/health/live` answers 200. `env` adds to or overrides that
- * environment; a value of `undefined` removes a variable. The parent's OTEL_* and GEMINI_*
- * variables are not passed on, so a developer's shell cannot point a test at a real backend.
+ * environment; a value of `undefined` removes a variable. The parent's OTEL_*, GEMINI_*, S3_*,
+ * DATABASE_* and REDIS_URL variables are not passed on, so a developer's shell cannot point a test
+ * at a real backend.
  */
 export async function startService(
   env: Record<string, string | undefined> = {},
@@ -88,7 +89,7 @@ export async function startService(
   const metricsPort = env.METRICS_PORT !== undefined ? Number(env.METRICS_PORT) : await freePort();
 
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|PORT$|DATA_DIR$|API_KEYS$)/.test(key)),
+    Object.entries(process.env).filter(([key]) => !/^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|DATABASE_|REDIS_URL$|PORT$|DATA_DIR$|API_KEYS$)/.test(key)),
   );
   const childEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries({
