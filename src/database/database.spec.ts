@@ -43,11 +43,12 @@ describe('createDatabase', () => {
         'error_message',
         'updated_at',
         'owner',
+        'client',
       ]);
       expect(columns.find((c) => c.name === 'id')?.pk).toBe(1);
       const indexes = (await sql<{ name: string }>`PRAGMA index_list(generations)`.execute(db)).rows.map((r) => r.name);
       expect(indexes).toEqual(
-        expect.arrayContaining(['generations_created_at_id_idx', 'generations_status_idx', 'generations_owner_created_at_id_idx']),
+        expect.arrayContaining(['generations_created_at_id_idx', 'generations_status_idx', 'generations_owner_created_at_id_idx', 'generations_active_client_idx']),
       );
       const keyColumns = (await sql<{ name: string; desc: number }>`PRAGMA index_xinfo(generations_created_at_id_idx)`.execute(db)).rows
         .filter((r) => r.name !== null)

@@ -317,6 +317,68 @@ export function describeGenerationsRepository(dialect: string, harness: Reposito
       });
     });
 
+    describe('one job per image', () => {
+      it('admits a client only below its number of active generations, decided with the insert', async () => {
+        const a = [generation(), generation()];
+        expect(await repo.createIfClientBelow(a[0], 'key:alice', 2)).toBe(true);
+        expect(await repo.createIfClientBelow(a[1], 'key:alice', 2)).toBe(true);
+        expect(await repo.createIfClientBelow(generation(), 'key:alice', 2)).toBe(false);
+        expect(await repo.createIfClientBelow(generation(), 'key:bob', 2)).toBe(true);
+        expect(await repo.findById(a[0].id, null)).toEqual(a[0]);
+        // A finished generation no longer counts.
+        await repo.updateIfNotFinal(a[0].id, { status: 'succeeded', stage: 'done' });
+        expect(await repo.createIfClientBelow(generation(), 'key:alice', 2)).toBe(true);
+      });
+
+      it('deleteQueued removes a generation only while it is queued', async () => {
+        const q = generation();
+        const r = generation({ status: 'running' });
+        for (const g of [q, r]) await repo.create(g);
+        await repo.deleteQueued(q.id);
+        await repo.deleteQueued(r.id);
+        expect(await repo.findById(q.id, null)).toBeNull();
+        expect(await repo.findById(r.id, null)).not.toBeNull();
+      });
+
+      it('markRunning starts a queued generation once, with its queue time; stages only move forward', async () => {
+        const g = generation();
+        await repo.create(g);
+        const started = await repo.markRunning(g, new Date(T0 + 250));
+        expect(started).toMatchObject({ status: 'running', stage: 'queued', startedAt: new Date(T0 + 250), timings: { queueMs: 250 } });
+        expect(await repo.markRunning(g, new Date(T0 + 500))).toBeNull();
+        expect(await repo.advanceStage(g.id, 'upload')).toMatchObject({ stage: 'upload' });
+        expect(await repo.advanceStage(g.id, 'gemini')).toBeNull();
+        expect(await repo.advanceStage(g.id, 'upload')).toBeNull();
+        expect(await repo.advanceStage(g.id, 'palette')).toMatchObject({ stage: 'palette' });
+        await repo.updateIfNotFinal(g.id, { status: 'canceled' });
+        expect(await repo.advanceStage(g.id, 'done')).toBeNull();
+        expect((await repo.findById(g.id, null))?.stage).toBe('palette');
+      });
+
+      it('records each image once: the first record stands, and reads back exactly', async () => {
+        const g = succeeded({ status: 'running', stage: 'palette' });
+        await repo.create(g);
+        const ok = { index: 1, image: g.images[1], error: null, ms: { gemini: 3000, upload: 12, palette: 40 }, usage: { inputTokens: 6, outputTokens: 1290 } };
+        const failed = { index: 0, image: null, error: { code: 'GEMINI_BLOCKED' as const, message: 'blocked' }, ms: { gemini: 800, upload: 0, palette: 0 }, usage: { inputTokens: 6, outputTokens: 0 } };
+        expect(await repo.recordImage(g.id, ok)).toEqual(ok);
+        expect(await repo.recordImage(g.id, failed)).toEqual(failed);
+        // A late second record of image 1 (a re-run after a takeover) changes nothing.
+        expect(await repo.recordImage(g.id, { ...failed, index: 1 })).toEqual(ok);
+        expect(await repo.imagesOf(g.id)).toEqual([failed, ok]);
+        expect(await repo.imagesOf(generation().id)).toEqual([]);
+      });
+
+      it('lists unfinished generations created before a time, oldest first', async () => {
+        const old = generation({ createdAt: new Date(T0 - 2000) });
+        const older = generation({ createdAt: new Date(T0 - 3000), status: 'running' });
+        const recent = generation({ createdAt: new Date(T0) });
+        const done = succeeded({ createdAt: new Date(T0 - 5000) });
+        for (const x of [old, older, recent, done]) await repo.create(x);
+        expect((await repo.unfinishedBefore(new Date(T0 - 1000), 10)).map((x) => x.id)).toEqual([older.id, old.id]);
+        expect((await repo.unfinishedBefore(new Date(T0 - 1000), 1)).map((x) => x.id)).toEqual([older.id]);
+      });
+    });
+
     it('counts by status with every status present', async () => {
       expect(await repo.countByStatus()).toEqual({ queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 });
       for (const g of [generation(), generation(), succeeded(), generation({ status: 'running' })]) await repo.create(g);

@@ -1,6 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ExpressionBuilder, Insertable, Selectable, sql, Updateable } from 'kysely';
 import {
+  emptyTimings,
+  GENERATION_STAGES,
+  GenerationImage,
+  GenerationStage,
+  GenerationUsage,
   FINAL_STATUSES,
   Generation,
   GENERATION_STATUSES,
@@ -9,7 +14,7 @@ import {
 } from '../common/generation.model';
 import { Database, KYSELY } from './database';
 import { GenerationNotFoundError } from './database.errors';
-import type { DatabaseSchema, GenerationsTable } from './database.schema';
+import type { DatabaseSchema, GenerationImagesTable, GenerationsTable } from './database.schema';
 import { decodeCursor, encodeCursor } from './generation-cursor';
 
 // The errors callers catch travel with the repository that throws them.
@@ -32,6 +37,16 @@ export const MAX_PAGE_SIZE = 1000;
 const UNFINISHED_STATUSES = GENERATION_STATUSES.filter((s) => !FINAL_STATUSES.includes(s));
 
 type GenerationRow = Selectable<GenerationsTable>;
+type ImageRow = Selectable<GenerationImagesTable>;
+
+/** How one image of a generation ended: its image, or why it has none, with its stage times and usage. */
+export interface ImageRecord {
+  index: number;
+  image: GenerationImage | null;
+  error: GenerationError | null;
+  ms: { gemini: number; upload: number; palette: number };
+  usage: GenerationUsage;
+}
 
 /** Whose data a query may see: an API key's name, or null for what was created with keys off. */
 export type Owner = string | null;
@@ -131,6 +146,110 @@ export class GenerationsRepository {
       .returning('id')
       .execute();
     return rows.map((r) => r.id);
+  }
+
+  /**
+   * Inserts a new queued generation for `client`, unless that client already has `maxActive` queued or
+   * running, decided in the same statement (`INSERT … SELECT … WHERE count < max`). Returns whether it
+   * was inserted. Exact on SQLite (one writer at a time); on PostgreSQL two instances admitting the
+   * same client at the same instant may both pass, at most one generation each over the bound.
+   */
+  async createIfClientBelow(generation: Generation, client: string, maxActive: number): Promise<boolean> {
+    const row = { ...toRow(generation), client };
+    const columns = Object.keys(row) as (keyof typeof row)[];
+    const unfinished = sql.join(UNFINISHED_STATUSES.map((status) => sql`${status}`));
+    const result = await this.db
+      .insertInto('generations')
+      .columns(columns)
+      .expression(
+        this.db
+          .selectNoFrom((eb) => columns.map((c) => eb.val(row[c] as never).as(c)))
+          .where(sql<boolean>`(select count(*) from generations where client = ${client} and status in (${unfinished})) < ${maxActive}`),
+      )
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+  }
+
+  /** Removes a generation that was never queued (its job could not be enqueued). */
+  async deleteQueued(id: string): Promise<void> {
+    await this.db.deleteFrom('generations').where('id', '=', id).where('status', '=', 'queued').execute();
+  }
+
+  /**
+   * The first image job that holds its Gemini slot starts the generation: `queued` → `running`, with
+   * `startedAt` and the queue time. Returns the record when this call made the change, else null
+   * (another image started it first, or it is final).
+   */
+  async markRunning(generation: Pick<Generation, 'id' | 'createdAt'>, startedAt: Date): Promise<Generation | null> {
+    const row = await this.db
+      .updateTable('generations')
+      .set({
+        status: 'running',
+        started_at: toMs(startedAt),
+        timings: JSON.stringify({ ...emptyTimings(), queueMs: Math.max(0, startedAt.getTime() - generation.createdAt.getTime()) }),
+        updated_at: Date.now(),
+      })
+      .where('id', '=', generation.id)
+      .where('status', '=', 'queued')
+      .returningAll()
+      .executeTakeFirst();
+    return row ? fromRow(row) : null;
+  }
+
+  /**
+   * Moves a running generation's stage forward to `stage`, never back (enforced in SQL, so images on
+   * different workers cannot undo each other's progress). Returns the record when it changed.
+   */
+  async advanceStage(id: string, stage: GenerationStage): Promise<Generation | null> {
+    const earlier = GENERATION_STAGES.slice(0, GENERATION_STAGES.indexOf(stage));
+    if (earlier.length === 0) return null;
+    const row = await this.db
+      .updateTable('generations')
+      .set({ stage, updated_at: Date.now() })
+      .where('id', '=', id)
+      .where('status', 'in', UNFINISHED_STATUSES)
+      .where('stage', 'in', earlier)
+      .returningAll()
+      .executeTakeFirst();
+    return row ? fromRow(row) : null;
+  }
+
+  /**
+   * Records how one image of a generation ended. The first record of an image stands: a job re-run
+   * after a takeover, or a lost-job handler arriving late, cannot overwrite it. Returns the stored one.
+   */
+  async recordImage(generationId: string, record: ImageRecord): Promise<ImageRecord> {
+    await this.db
+      .insertInto('generation_images')
+      .values(toImageRow(generationId, record))
+      .onConflict((oc) => oc.columns(['generation_id', 'idx']).doNothing())
+      .execute();
+    const stored = await this.db
+      .selectFrom('generation_images')
+      .selectAll()
+      .where('generation_id', '=', generationId)
+      .where('idx', '=', record.index)
+      .executeTakeFirstOrThrow();
+    return fromImageRow(stored);
+  }
+
+  /** The recorded images of a generation, by index. */
+  async imagesOf(generationId: string): Promise<ImageRecord[]> {
+    const rows = await this.db.selectFrom('generation_images').selectAll().where('generation_id', '=', generationId).orderBy('idx').execute();
+    return rows.map(fromImageRow);
+  }
+
+  /** Unfinished generations created before `before`, oldest first (the reconciler's candidates). */
+  async unfinishedBefore(before: Date, limit: number): Promise<Generation[]> {
+    const rows = await this.db
+      .selectFrom('generations')
+      .selectAll()
+      .where('status', 'in', UNFINISHED_STATUSES)
+      .where('created_at', '<', toMs(before))
+      .orderBy('created_at')
+      .limit(limit)
+      .execute();
+    return rows.map(fromRow);
   }
 
   async countByStatus(): Promise<Record<GenerationStatus, number>> {
@@ -242,5 +361,49 @@ function fromRow(row: GenerationRow): Generation {
     usage: { inputTokens: row.input_tokens, outputTokens: row.output_tokens },
     error:
       row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
+  };
+}
+
+function toImageRow(generationId: string, r: ImageRecord): Insertable<GenerationImagesTable> {
+  return {
+    generation_id: generationId,
+    idx: r.index,
+    status: r.image ? 'succeeded' : 'failed',
+    storage_key: r.image?.key ?? null,
+    mime_type: r.image?.mimeType ?? null,
+    width: r.image?.width ?? null,
+    height: r.image?.height ?? null,
+    bytes: r.image?.bytes ?? null,
+    palette: r.image ? JSON.stringify(r.image.palette) : null,
+    error_code: r.error?.code ?? null,
+    error_message: r.error?.message ?? null,
+    gemini_ms: Math.round(r.ms.gemini),
+    upload_ms: Math.round(r.ms.upload),
+    palette_ms: Math.round(r.ms.palette),
+    input_tokens: r.usage.inputTokens,
+    output_tokens: r.usage.outputTokens,
+    created_at: Date.now(),
+  };
+}
+
+function fromImageRow(row: ImageRow): ImageRecord {
+  const image: GenerationImage | null =
+    row.status === 'succeeded' && row.storage_key !== null
+      ? {
+          index: row.idx,
+          key: row.storage_key,
+          mimeType: row.mime_type ?? 'application/octet-stream',
+          width: Number(row.width ?? 0),
+          height: Number(row.height ?? 0),
+          bytes: Number(row.bytes ?? 0),
+          palette: fromJson(row.palette ?? '[]') as GenerationImage['palette'],
+        }
+      : null;
+  return {
+    index: Number(row.idx),
+    image,
+    error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
+    ms: { gemini: Number(row.gemini_ms), upload: Number(row.upload_ms), palette: Number(row.palette_ms) },
+    usage: { inputTokens: Number(row.input_tokens), outputTokens: Number(row.output_tokens) },
   };
 }

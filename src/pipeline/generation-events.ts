@@ -1,13 +1,15 @@
-import { Injectable } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { Generation, isFinal } from '../common/generation.model';
 
 /**
- * In-process pub/sub of generation changes: the pipeline publishes every status/stage change,
- * Server-Sent Events and `Prefer: wait` subscribe. One instance per process; a client that
- * reconnects gets the current state from the database first, so nothing here needs to survive a restart.
+ * Pub/sub of generation changes: whoever changes a generation publishes it; Server-Sent Events and
+ * `Prefer: wait` subscribe. Two adapters: in-process (one instance) and Redis pub/sub (any instance
+ * hears every change, wherever its worker runs). Subscribers read the record first and then follow
+ * the events, so a missed event (Redis briefly away) costs nothing but a later update.
+ *
+ * This class is the in-process adapter and the base of the others: `subscribe`/`waitForFinal` serve
+ * local listeners, adapters only decide how a publish reaches every process's `deliver`.
  */
-@Injectable()
 export class GenerationEvents {
   private readonly emitter = new EventEmitter();
 
@@ -17,6 +19,11 @@ export class GenerationEvents {
   }
 
   publish(generation: Generation): void {
+    this.deliver(generation);
+  }
+
+  /** Hands a change to this process's listeners. */
+  protected deliver(generation: Generation): void {
     this.emitter.emit(generation.id, generation);
   }
 
@@ -28,13 +35,9 @@ export class GenerationEvents {
 
   /**
    * Resolves with the generation once it is final, or with the last state seen after `timeoutMs`
-   * (or `null` when nothing changed). `current` is the state read just after subscribing.
+   * (or `null` when nothing changed). `readCurrent` is called just after subscribing.
    */
-  async waitForFinal(
-    id: string,
-    timeoutMs: number,
-    readCurrent: () => Promise<Generation | null>,
-  ): Promise<Generation | null> {
+  async waitForFinal(id: string, timeoutMs: number, readCurrent: () => Promise<Generation | null>): Promise<Generation | null> {
     let last: Generation | null = null;
     let finish!: (g: Generation | null) => void;
     const done = new Promise<Generation | null>((resolve) => (finish = resolve));
@@ -55,4 +58,6 @@ export class GenerationEvents {
       unsubscribe();
     }
   }
+
+  async close(): Promise<void> {}
 }

@@ -69,6 +69,7 @@ describe('createDatabase on PostgreSQL', () => {
         ['error_message', 'text', 'YES'],
         ['updated_at', 'bigint', 'NO'],
         ['owner', 'text', 'YES'],
+        ['client', 'text', 'YES'],
       ]);
       const indexes = await sql<{ indexname: string; indexdef: string }>`
         select indexname, indexdef from pg_indexes where schemaname = current_schema() and tablename = 'generations' order by indexname`.execute(db);
@@ -77,6 +78,7 @@ describe('createDatabase on PostgreSQL', () => {
         generations_created_at_id_idx: 'btree (created_at DESC, id DESC)',
         generations_owner_created_at_id_idx: 'btree (owner, created_at DESC, id DESC)',
         generations_status_idx: 'btree (status)',
+        generations_active_client_idx: "btree (client) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]))",
       });
     } finally {
       await db.destroy();

@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import { createGenerations } from './0001-create-generations';
 import { addGenerationOwner } from './0002-generation-owner';
+import { addGenerationImages } from './0003-generation-images';
 
 /**
  * Every migration, in code rather than found by globbing a folder, so the same list runs from
@@ -10,6 +11,7 @@ import { addGenerationOwner } from './0002-generation-owner';
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_create_generations': createGenerations,
   '0002_generation_owner': addGenerationOwner,
+  '0003_generation_images': addGenerationImages,
 };
 
 export const migrationProvider: MigrationProvider = {
