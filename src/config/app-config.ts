@@ -36,6 +36,8 @@ export class AppConfig {
     deadlineMs: number;
     maxConcurrency: number;
     maxRetries: number;
+    /** Calls started per minute; 0 = no limit. */
+    ratePerMinute: number;
     /** True when neither a key nor a base URL is set: the bundled emulator is started in-process. */
     useEmulator: boolean;
   };
@@ -80,6 +82,18 @@ export class AppConfig {
    * `statementTimeoutMs` 0 = no limit.
    */
   readonly database: { url: string | undefined; poolSize: number; connectTimeoutMs: number; statementTimeoutMs: number };
+  /**
+   * `redisUrl` unset → embedded: in-process queue, events and Gemini quota. Set → distributed: BullMQ
+   * in Redis, events over pub/sub, a global quota; `role` says what this instance does.
+   */
+  readonly queue: {
+    redisUrl: string | undefined;
+    prefix: string;
+    role: 'all' | 'api' | 'worker';
+    workerConcurrency: number;
+    lockMs: number;
+    maxTakeovers: number;
+  };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
@@ -96,6 +110,7 @@ export class AppConfig {
       deadlineMs: env.GEMINI_JOB_DEADLINE_MS ?? env.GEMINI_TIMEOUT_MS * (env.GEMINI_MAX_RETRIES + 1) + 5_000,
       maxConcurrency: env.GEMINI_MAX_CONCURRENCY,
       maxRetries: env.GEMINI_MAX_RETRIES,
+      ratePerMinute: env.GEMINI_RATE_LIMIT_PER_MINUTE,
       useEmulator: env.GEMINI_API_KEY === undefined && env.GEMINI_BASE_URL === undefined,
     };
     this.pipeline = { maxQueue: env.PIPELINE_MAX_QUEUE, drainMs: env.SHUTDOWN_DRAIN_MS };
@@ -147,7 +162,20 @@ export class AppConfig {
       connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
     };
+    this.queue = {
+      redisUrl: env.REDIS_URL,
+      prefix: env.REDIS_PREFIX,
+      role: env.ROLE,
+      workerConcurrency: env.WORKER_CONCURRENCY ?? Math.min(64, 2 * env.GEMINI_MAX_CONCURRENCY),
+      lockMs: env.QUEUE_LOCK_MS,
+      maxTakeovers: env.QUEUE_MAX_TAKEOVERS,
+    };
     this.logLevel = env.LOG_LEVEL;
+  }
+
+  /** True when jobs, events and the Gemini quota are shared through Redis. */
+  get distributed(): boolean {
+    return this.queue.redisUrl !== undefined;
   }
 }
 
@@ -161,7 +189,7 @@ function packageVersion(): string {
 }
 
 /** Variables whose value may carry a password: shown redacted in error messages. */
-const URL_WITH_SECRETS = new Set(['DATABASE_URL']);
+const URL_WITH_SECRETS = new Set(['DATABASE_URL', 'REDIS_URL']);
 
 function describe(errors: ValidationError[], prefix = ''): string[] {
   return errors.flatMap((e) => {
@@ -177,9 +205,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const dto = plainToInstance(EnvDto, known, { exposeDefaultValues: true });
   const errors = validateSync(dto, { whitelist: false });
   if (errors.length > 0) throw new ConfigError(describe(errors));
-  const problems = parseApiKeys(dto.API_KEYS).problems;
+  const problems = [...parseApiKeys(dto.API_KEYS).problems, ...deploymentProblems(dto)];
   if (problems.length > 0) throw new ConfigError(problems);
   return new AppConfig(dto);
+}
+
+/**
+ * Combinations that are valid one by one but would lose data or break the quota with several
+ * instances, each naming the variables involved.
+ */
+function deploymentProblems(env: EnvDtoType): string[] {
+  const problems: string[] = [];
+  if (env.REDIS_URL && !env.DATABASE_URL) {
+    problems.push(
+      'REDIS_URL is set without DATABASE_URL: instances sharing one queue must share one database (each would keep its records in its own SQLite file, and a job run by one instance would be lost to the others); set DATABASE_URL to a PostgreSQL server',
+    );
+  }
+  if (!env.REDIS_URL && env.ROLE !== 'all') {
+    problems.push(
+      `ROLE=${env.ROLE} needs REDIS_URL: without a shared queue ${env.ROLE === 'api' ? 'no worker would ever run the generations this instance accepts' : 'no instance could give this worker jobs'}`,
+    );
+  }
+  return problems;
 }
 
 let cached: AppConfig | undefined;

@@ -189,6 +189,37 @@ export class EnvDto {
   @Type(() => Number) @IsInt() @Min(0) @Max(3_600_000)
   DATABASE_STATEMENT_TIMEOUT_MS = 30_000;
 
+  /**
+   * Unset → in-process queue and events (one instance). `redis://…` → jobs on a BullMQ queue in Redis,
+   * events and cancel across instances, one global Gemini quota. Needs DATABASE_URL.
+   */
+  @IsOptional() @Transform(emptyToUndefined) @IsUrl({ require_tld: false, require_protocol: true, protocols: ['redis', 'rediss'] })
+  REDIS_URL?: string;
+
+  /** Prefix of every Redis key and channel the service uses (several deployments can share a Redis). */
+  @Matches(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/)
+  REDIS_PREFIX = 'his';
+
+  /** `api` (HTTP only: enqueues, never calls Gemini), `worker` (runs jobs; health and metrics only), `all`. */
+  @IsIn(['all', 'api', 'worker'])
+  ROLE: 'all' | 'api' | 'worker' = 'all';
+
+  /** Gemini calls started per minute (the key's quota); global with REDIS_URL. 0 = no limit. */
+  @Type(() => Number) @IsInt() @Min(0) @Max(1_000_000)
+  GEMINI_RATE_LIMIT_PER_MINUTE = 0;
+
+  /** Image jobs one worker process runs at once (with REDIS_URL); default 2 × GEMINI_MAX_CONCURRENCY, at most 64. */
+  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10_000)
+  WORKER_CONCURRENCY?: number;
+
+  /** With REDIS_URL: a job whose worker stops renewing its lock this long is taken over by another. */
+  @Type(() => Number) @IsInt() @Min(1_000) @Max(600_000)
+  QUEUE_LOCK_MS = 30_000;
+
+  /** With REDIS_URL: takeovers after which a job that keeps killing its workers fails INTERRUPTED. */
+  @Type(() => Number) @IsInt() @Min(0) @Max(100)
+  QUEUE_MAX_TAKEOVERS = 2;
+
   /** Comma-separated allowed origins, `*` for any; empty = CORS off. */
   @Transform(toList) @IsString({ each: true })
   CORS_ORIGINS: string[] = [];

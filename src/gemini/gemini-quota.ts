@@ -1,4 +1,5 @@
 import { sleep } from '../common/sleep';
+import type { AppConfig } from '../config/app-config';
 import { Semaphore } from './semaphore';
 
 /**
@@ -35,6 +36,15 @@ export interface QuotaLimits {
   perClient: number;
   /** Requests started per minute; 0 = no limit. */
   ratePerMinute: number;
+}
+
+/** The quota's limits as configured. */
+export function quotaLimits(config: AppConfig): QuotaLimits {
+  return {
+    maxConcurrency: config.gemini.maxConcurrency,
+    perClient: config.fairness.geminiConcurrencyPerClient,
+    ratePerMinute: config.gemini.ratePerMinute,
+  };
 }
 
 const MINUTE_MS = 60_000;

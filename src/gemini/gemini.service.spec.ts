@@ -1,3 +1,4 @@
+import { InProcessGeminiQuota, quotaLimits } from './gemini-quota';
 import { ApiError, GenerateContentParameters, GenerateContentResponse } from '@google/genai';
 import { loadConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
@@ -73,7 +74,7 @@ async function build(
   const config = loadConfig({ GEMINI_API_KEY: API_KEY, ...env });
   const factory = jest.fn(() => client);
   // No telemetry SDK here, so AppMetrics is a no-op; gemini.telemetry.spec.ts checks what it records.
-  const service = new GeminiService(config, new AppMetrics(), factory, backoff);
+  const service = new GeminiService(config, new AppMetrics(), factory, new InProcessGeminiQuota(quotaLimits(config)), backoff);
   await service.onModuleInit();
   return { service, factory };
 }

@@ -9,7 +9,7 @@ import { withSpan } from '../telemetry/tracing';
 import { startGeminiEmulator, type GeminiEmulator } from './emulator/emulator.server';
 import { GEMINI_CLIENT_FACTORY, GeminiClient, GeminiClientFactory, GeminiEndpoint } from './gemini.client';
 import { classifyGeminiError, GeminiError } from './gemini.errors';
-import { Semaphore } from './semaphore';
+import { GEMINI_QUOTA, GeminiQuota } from './gemini-quota';
 
 export interface GenerateImageRequest {
   prompt: string;
@@ -113,7 +113,6 @@ function extractImage(response: GenerateContentResponse): { data: Buffer; mimeTy
 @Injectable()
 export class GeminiService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(GeminiService.name);
-  private readonly semaphore: Semaphore;
   private readonly backoff: BackoffPolicy;
   private client: GeminiClient | undefined;
   private endpoint: GeminiEndpoint | undefined;
@@ -123,13 +122,13 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
     private readonly config: AppConfig,
     private readonly metrics: AppMetrics,
     @Inject(GEMINI_CLIENT_FACTORY) private readonly createClient: GeminiClientFactory,
+    @Inject(GEMINI_QUOTA) private readonly quota: GeminiQuota,
     @Optional() @Inject(GEMINI_BACKOFF) backoff?: BackoffPolicy,
   ) {
     this.backoff = backoff ?? DEFAULT_BACKOFF;
-    this.semaphore = new Semaphore(config.gemini.maxConcurrency, config.fairness.geminiConcurrencyPerClient);
-    metrics.gauge('gemini.semaphore.in_flight', 'Gemini calls holding a semaphore slot', () => this.semaphore.inFlight, '{call}');
-    metrics.gauge('gemini.semaphore.waiting', 'Gemini calls waiting for a semaphore slot', () => this.semaphore.waiting, '{call}');
-    metrics.gauge('gemini.semaphore.capacity', 'Semaphore slots (GEMINI_MAX_CONCURRENCY)', () => this.semaphore.capacity, '{call}');
+    metrics.gauge('gemini.semaphore.in_flight', 'Gemini calls of this instance holding a quota slot', () => this.quota.inFlight, '{call}');
+    metrics.gauge('gemini.semaphore.waiting', 'Gemini calls of this instance waiting for a quota slot', () => this.quota.waiting, '{call}');
+    metrics.gauge('gemini.semaphore.capacity', 'Quota slots (GEMINI_MAX_CONCURRENCY; global with REDIS_URL)', () => this.quota.capacity, '{call}');
   }
 
   /**
@@ -161,16 +160,16 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
 
   /** Calls holding a semaphore slot now. */
   get inFlight(): number {
-    return this.semaphore.inFlight;
+    return this.quota.inFlight;
   }
 
   /** Calls queued for a slot now. */
   get waiting(): number {
-    return this.semaphore.waiting;
+    return this.quota.waiting;
   }
 
   get capacity(): number {
-    return this.semaphore.capacity;
+    return this.quota.capacity;
   }
 
   /** The in-process emulator when no key and no base URL are configured (tests read its stats). */
@@ -191,7 +190,7 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
     const waitStarted = performance.now();
     let release: () => void;
     try {
-      release = await this.semaphore.acquire(signal, caller);
+      release = await this.quota.acquire(caller, signal);
     } catch (error) {
       throw classifyGeminiError(error, { canceled: true });
     }
@@ -209,12 +208,26 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
     const deadline = performance.now() + deadlineMs;
     for (let attempt = 1; ; attempt++) {
       try {
+        // Past any 429 pause and within the per-minute rate, shared by every instance with Redis.
+        const waited = await this.quota.beforeRequest(signal).catch((abort: unknown) => {
+          throw classifyGeminiError(abort, { canceled: true });
+        });
+        if (waited > 0) this.metrics.recordQuotaWait(waited / 1000);
         const attemptMs = Math.min(timeoutMs, deadline - performance.now());
+        if (waited > 0 && attemptMs < Math.min(MIN_ATTEMPT_MS, timeoutMs)) {
+          throw new GeminiError('GEMINI_TIMEOUT', 'The Gemini quota held this call past its deadline');
+        }
         const image = await this.attempt(client, request, model, attemptMs, signal);
         return { ...image, attempts: attempt, model };
       } catch (caught) {
         const error = caught as GeminiError;
         error.attempts = attempt;
+        if (error.code === 'GEMINI_RATE_LIMITED') {
+          // Gemini's quota is the key's, not this call's: every instance waits as long as it asks.
+          const pauseMs = error.retryAfterMs ?? this.backoff.baseMs;
+          this.metrics.recordQuotaPause();
+          await this.quota.pause(pauseMs).catch((e: unknown) => this.logger.warn(`Could not pause the Gemini quota: ${String(e)}`));
+        }
         if (!error.retryable || attempt > maxRetries) throw error;
         const delay = backoffDelayMs(attempt, error.retryAfterMs, this.backoff);
         if (performance.now() + delay + Math.min(MIN_ATTEMPT_MS, timeoutMs) > deadline) throw error;

@@ -1,3 +1,4 @@
+import { InProcessGeminiQuota, quotaLimits } from './gemini-quota';
 import { ApiError, GenerateContentResponse } from '@google/genai';
 import { SpanKind } from '@opentelemetry/api';
 import type { Histogram } from '@opentelemetry/sdk-metrics';
@@ -27,7 +28,7 @@ function imageResponse(): GenerateContentResponse {
 beforeAll(async () => {
   telemetry = installTestTelemetry();
   const config = loadConfig({ GEMINI_API_KEY: 'k-123456', GEMINI_MAX_CONCURRENCY: '1', GEMINI_MAX_RETRIES: '1' });
-  service = new GeminiService(config, new AppMetrics(), () => ({ generateContent: () => answers.shift()!() }), { baseMs: 5, capMs: 10 });
+  service = new GeminiService(config, new AppMetrics(), () => ({ generateContent: () => answers.shift()!() }), new InProcessGeminiQuota(quotaLimits(config)), { baseMs: 5, capMs: 10 });
   await service.onModuleInit();
 });
 afterAll(() => telemetry.uninstall());

@@ -30,6 +30,15 @@ export class AppMetrics {
     advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
   });
   private readonly semaphoreWait = this.histogram('gemini.semaphore.wait.duration', 's', 'Time a Gemini call waited for a semaphore slot');
+  private readonly quotaWait = this.histogram(
+    'gemini.quota.wait.duration',
+    's',
+    'Time a Gemini request waited for the per-minute rate or a 429 pause (global with REDIS_URL)',
+  );
+  private readonly quotaPauses = this.meter.createCounter('gemini.quota.pauses', {
+    unit: '{pause}',
+    description: 'Gemini 429 answers that paused every instance',
+  });
   private readonly storageDuration = this.histogram('storage.operation.duration', 's', 'Duration of one storage (S3 or local) operation');
   private readonly paletteTask = this.histogram('palette.task.duration', 's', 'Duration of one palette task in the worker pool (queue wait included)');
   private readonly generations = this.meter.createCounter('pipeline.generations', {
@@ -67,6 +76,14 @@ export class AppMetrics {
 
   recordSemaphoreWait(seconds: number): void {
     this.semaphoreWait.record(seconds);
+  }
+
+  recordQuotaWait(seconds: number): void {
+    this.quotaWait.record(seconds);
+  }
+
+  recordQuotaPause(): void {
+    this.quotaPauses.add(1);
   }
 
   recordStorageOperation(driver: 's3' | 'local', operation: string, outcome: Outcome, seconds: number): void {
