@@ -18,6 +18,7 @@ export class ConfigError extends Error {
 export class AppConfig {
   readonly port: number;
   readonly dataDir: string;
+  readonly database: { busyTimeoutMs: number };
   readonly gemini: {
     apiKey: string | undefined;
     baseUrl: string | undefined;
@@ -50,6 +51,7 @@ export class AppConfig {
   constructor(env: EnvDtoType) {
     this.port = env.PORT;
     this.dataDir = resolve(env.DATA_DIR);
+    this.database = { busyTimeoutMs: env.DATABASE_BUSY_TIMEOUT_MS };
     this.gemini = {
       apiKey: env.GEMINI_API_KEY,
       baseUrl: env.GEMINI_BASE_URL,
