@@ -1,6 +1,8 @@
 import { Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { createDatabase, Database, databaseFile, KYSELY } from './database';
+import { DatabaseFaults } from './database-faults';
+import { DatabaseHealth } from './database-health';
 import { GenerationsRecovery } from './generations.recovery';
 import { GenerationsRepository } from './generations.repository';
 
@@ -20,23 +22,26 @@ class DatabaseCloser implements OnApplicationShutdown {
 }
 
 /**
- * The SQLite database under `DATA_DIR` (`hybrid-image-search.sqlite`), opened and migrated before
- * any provider that needs it is built. Exports `GenerationsRepository` (which also has `ping()` for
- * the readiness check); the Kysely instance stays inside, so a PostgreSQL dialect can replace
- * SQLite here without touching callers.
+ * The SQLite database under `DATA_DIR` (`hybrid-image-search.sqlite`), opened, migrated and checked
+ * before any provider that needs it is built. Exports `GenerationsRepository`, `GenerationsRecovery`
+ * (what start-up recovery found) and `DatabaseHealth` (readiness); the Kysely instance stays inside,
+ * so a PostgreSQL dialect can replace SQLite here without touching callers.
  */
 @Global()
 @Module({
   providers: [
+    { provide: DatabaseFaults, useFactory: () => new DatabaseFaults() },
     {
       provide: KYSELY,
-      inject: [AppConfig],
-      useFactory: (config: AppConfig): Promise<Database> => createDatabase(databaseFile(config.dataDir)),
+      inject: [AppConfig, DatabaseFaults],
+      useFactory: (config: AppConfig, faults: DatabaseFaults): Promise<Database> =>
+        createDatabase(databaseFile(config.dataDir), { busyTimeoutMs: config.database.busyTimeoutMs, faults }),
     },
     DatabaseCloser,
     GenerationsRepository,
     GenerationsRecovery,
+    DatabaseHealth,
   ],
-  exports: [GenerationsRepository],
+  exports: [GenerationsRepository, GenerationsRecovery, DatabaseHealth],
 })
 export class DatabaseModule {}

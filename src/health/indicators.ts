@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { GenerationsRepository } from '../database/generations.repository';
+import { AppError } from '../common/app-error';
+import { DatabaseHealth } from '../database/database-health';
 import { PaletteService } from '../palette/palette.service';
 import { StorageService } from '../storage/storage.service';
 import { ShutdownState } from './shutdown-state';
@@ -27,20 +28,23 @@ export class StorageHealthIndicator {
   }
 }
 
+const DATABASE_CHECK_TIMEOUT_MS = 2_000;
+
+/** Down when the database does not answer, a damaged page was seen, or its folder takes no write (disk full, read-only). */
 @Injectable()
 export class DatabaseHealthIndicator {
   constructor(
     private readonly health: HealthIndicatorService,
-    private readonly repository: GenerationsRepository,
+    private readonly database: DatabaseHealth,
   ) {}
 
   async check(key = 'database'): Promise<HealthIndicatorResult> {
     const indicator = this.health.check(key);
     try {
-      await this.repository.ping();
+      await this.database.check(DATABASE_CHECK_TIMEOUT_MS);
       return indicator.up();
     } catch (error) {
-      return indicator.down({ message: reason(error) });
+      return indicator.down(error instanceof AppError ? { code: error.code, message: error.message } : { message: reason(error) });
     }
   }
 }
