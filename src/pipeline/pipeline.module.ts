@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { GeminiModule } from '../gemini/gemini.module';
 import { PaletteModule } from '../palette/palette.module';
 import { StorageModule } from '../storage/storage.module';
+import { PendingFinalWrites } from './final-writes';
 import { GenerationEvents } from './generation-events';
 import { OrphanSweep } from './orphan-sweep';
 import { PipelineService } from './pipeline.service';
@@ -9,7 +10,7 @@ import { PipelineService } from './pipeline.service';
 /** Orchestrates the adapters; the database module is global. */
 @Module({
   imports: [GeminiModule, StorageModule, PaletteModule],
-  providers: [PipelineService, GenerationEvents, OrphanSweep],
+  providers: [PipelineService, GenerationEvents, PendingFinalWrites, OrphanSweep],
   exports: [PipelineService, GenerationEvents, StorageModule, PaletteModule],
 })
 export class PipelineModule {}
