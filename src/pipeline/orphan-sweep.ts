@@ -44,7 +44,14 @@ export class OrphanSweep implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   onApplicationBootstrap(): void {
-    this.running = this.recovery.atStart.then((recovered) => this.sweep(recovered, this.stop.signal));
+    const signal = this.stop.signal;
+    // Waits for recovery's bootstrap hook, whichever order Nest runs the hooks in; a close before
+    // recovery ran (a failed start) ends the wait.
+    const recovered = new Promise<RecoveredGeneration[]>((resolve) => {
+      signal.addEventListener('abort', () => resolve([]), { once: true });
+      void this.recovery.atStart.then(resolve);
+    });
+    this.running = recovered.then((generations) => this.sweep(generations, signal));
   }
 
   /** The start-up sweep's outcome, once it is over. */

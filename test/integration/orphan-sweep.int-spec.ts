@@ -122,14 +122,46 @@ describe('Orphan sweep at start (integration)', () => {
     beforeAll(async () => {
       useS3rverCredentials();
       s3 = await startS3rver({ bucket });
+    });
+
+    beforeEach(async () => {
       dataDir = await mkdtemp(join(tmpdir(), 'his-orphans-s3-'));
     });
 
-    afterAll(async () => {
+    afterEach(async () => {
       await app?.close();
-      await s3?.dispose();
+      app = undefined;
       await rm(dataDir, { recursive: true, force: true });
     });
+
+    afterAll(async () => {
+      await s3?.dispose();
+    });
+
+    const s3Settings = () => ({ bucket, endpoint: s3.endpoint, region: undefined, forcePathStyle: true, presign: false });
+
+    async function startApp(): Promise<NestExpressApplication> {
+      const config = loadConfig({
+        DATA_DIR: dataDir,
+        S3_BUCKET: bucket,
+        S3_ENDPOINT: s3.endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        METRICS_PORT: '0',
+        OTEL_SDK_DISABLED: 'true',
+        LOG_LEVEL: 'silent',
+        PALETTE_WORKERS: '1',
+      });
+      const started = await createApp(config, { logger: false });
+      await started.init();
+      return started;
+    }
+
+    async function seed(generations: Generation[]): Promise<void> {
+      const db = await createDatabase(databaseFile(dataDir));
+      const repository = new GenerationsRepository(db);
+      for (const g of generations) await repository.create(g);
+      await db.destroy();
+    }
 
     function generation(overrides: Partial<Generation>): Generation {
       const input = { prompt: 'a harbour', aspectRatio: '1:1' as const, count: 2, paletteSize: 5 };
@@ -147,7 +179,6 @@ describe('Orphan sweep at start (integration)', () => {
     }
 
     it('deletes the objects of the generations recovery marks INTERRUPTED, and nothing else', async () => {
-      const s3Settings = { bucket, endpoint: s3.endpoint, region: undefined, forcePathStyle: true, presign: false };
       // What a killed process leaves: records still running/queued, their objects in the bucket.
       const interrupted = generation({ status: 'running', stage: 'palette', startedAt: new Date('2026-11-30T00:00:01Z') });
       const neverStarted = generation({});
@@ -155,12 +186,9 @@ describe('Orphan sweep at start (integration)', () => {
       const failedBefore = generation({ status: 'failed', stage: 'upload', error: { code: 'STORAGE_ERROR', message: 'x' } });
       const succeededKey = `${generationImagePrefix(succeeded.id, succeeded.createdAt)}0.png`;
       succeeded.images = [{ index: 0, key: succeededKey, mimeType: 'image/png', width: 1, height: 1, bytes: 3, palette: [] }];
-      const db = await createDatabase(databaseFile(dataDir));
-      const repository = new GenerationsRepository(db);
-      for (const g of [interrupted, neverStarted, succeeded, failedBefore]) await repository.create(g);
-      await db.destroy();
+      await seed([interrupted, neverStarted, succeeded, failedBefore]);
 
-      const driver = new S3Driver(s3Settings);
+      const driver = new S3Driver(s3Settings());
       const interruptedPrefix = generationImagePrefix(interrupted.id, interrupted.createdAt);
       const unrelated = `${generationImagePrefix(failedBefore.id, failedBefore.createdAt)}0.png`;
       for (const key of [`${interruptedPrefix}0.png`, `${interruptedPrefix}1.webp`, succeededKey, unrelated, 'elsewhere/notes.txt']) {
@@ -168,18 +196,7 @@ describe('Orphan sweep at start (integration)', () => {
       }
       await driver.close();
 
-      const config = loadConfig({
-        DATA_DIR: dataDir,
-        S3_BUCKET: bucket,
-        S3_ENDPOINT: s3.endpoint,
-        S3_FORCE_PATH_STYLE: 'true',
-        METRICS_PORT: '0',
-        OTEL_SDK_DISABLED: 'true',
-        LOG_LEVEL: 'silent',
-        PALETTE_WORKERS: '1',
-      });
-      app = await createApp(config, { logger: false });
-      await app.init();
+      app = await startApp();
 
       await expect(app.get(OrphanSweep).done).resolves.toEqual({ generations: 2, deleted: 2, failed: 0, skipped: 0 });
       expect(await keys()).toEqual([succeededKey, unrelated, 'elsewhere/notes.txt'].sort());
@@ -189,6 +206,23 @@ describe('Orphan sweep at start (integration)', () => {
       expect((await http.get('/health/ready')).status).toBe(200);
       expect(await keys()).toEqual([succeededKey, unrelated, 'elsewhere/notes.txt'].sort());
       expect((await http.get(`/api/v1/generations/${interrupted.id}`)).body).toMatchObject({ status: 'failed', error: { code: 'INTERRUPTED' } });
+    });
+
+    it('with the store down, the start goes on; the sweep gives up after 3 failures in a row', async () => {
+      await seed(Array.from({ length: 20 }, () => generation({ status: 'running', stage: 'upload' })));
+      await s3.stop();
+      try {
+        app = await startApp();
+        const result = await app.get(OrphanSweep).done;
+        // 4 run at once, and no new one starts after the third failure in a row: at most 4 + 2 tried.
+        expect(result).toMatchObject({ generations: 20, deleted: 0 });
+        expect(result.failed).toBeGreaterThanOrEqual(3);
+        expect(result.failed).toBeLessThanOrEqual(6);
+        expect(result.skipped).toBe(20 - result.failed);
+        expect((await request(app.getHttpServer()).get('/health/live')).status).toBe(200);
+      } finally {
+        await s3.restart();
+      }
     });
   });
 });
