@@ -19,6 +19,7 @@ describe('loadConfig', () => {
     expect(c.telemetry).toMatchObject({ disabled: false, serviceName: 'hybrid-image-search' });
     expect(c.palette.workers).toBeGreaterThanOrEqual(1);
     expect(c.dataDir).toMatch(/data$/);
+    expect(c.database.busyTimeoutMs).toBe(1000);
   });
 
   it('parses numbers, booleans and lists', () => {

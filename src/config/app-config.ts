@@ -81,7 +81,14 @@ export class AppConfig {
    * `url` unset → SQLite in `dataDir`; set → PostgreSQL with a pool of `poolSize` connections.
    * `statementTimeoutMs` 0 = no limit.
    */
-  readonly database: { url: string | undefined; poolSize: number; connectTimeoutMs: number; statementTimeoutMs: number };
+  readonly database: {
+    url: string | undefined;
+    poolSize: number;
+    connectTimeoutMs: number;
+    statementTimeoutMs: number;
+    /** SQLite: how long a statement waits for another process's lock (without blocking the event loop). */
+    busyTimeoutMs: number;
+  };
   /**
    * `redisUrl` unset → embedded: in-process queue, events and Gemini quota. Set → distributed: BullMQ
    * in Redis, events over pub/sub, a global quota; `role` says what this instance does.
@@ -161,6 +168,7 @@ export class AppConfig {
       poolSize: env.DATABASE_POOL_SIZE,
       connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
+      busyTimeoutMs: env.DATABASE_BUSY_TIMEOUT_MS,
     };
     this.queue = {
       redisUrl: env.REDIS_URL,

@@ -37,6 +37,13 @@ export class EnvDto {
   @IsString() @MinLength(1)
   DATA_DIR = './data';
 
+  /**
+   * How long a database statement waits for a lock another process holds (retried without
+   * blocking the event loop) before the request fails with 503 DATABASE_BUSY.
+   */
+  @Type(() => Number) @IsInt() @Min(0) @Max(600_000)
+  DATABASE_BUSY_TIMEOUT_MS = 1000;
+
   @IsOptional() @Transform(emptyToUndefined) @IsString() @MinLength(1)
   GEMINI_API_KEY?: string;
 

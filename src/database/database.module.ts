@@ -2,6 +2,8 @@ import { Global, Inject, Injectable, Logger, Module, OnApplicationShutdown } fro
 import { AppConfig } from '../config/app-config';
 import { redactUrl } from '../config/database-url';
 import { createDatabase, Database, databaseTarget, KYSELY } from './database';
+import { DatabaseFaults } from './database-faults';
+import { DatabaseHealth } from './database-health';
 import { GenerationsRecovery } from './generations.recovery';
 import { GenerationsRepository } from './generations.repository';
 
@@ -22,30 +24,31 @@ class DatabaseCloser implements OnApplicationShutdown {
 
 /**
  * The database: PostgreSQL when `DATABASE_URL` is set, else SQLite under `DATA_DIR`
- * (`hybrid-image-search.sqlite`), opened and migrated before any provider that needs it is built.
- * Exports `GenerationsRepository` (which also has `ping()` for the readiness check); the Kysely
- * instance stays inside, so callers never see which dialect runs.
+ * (`hybrid-image-search.sqlite`), opened, migrated (and a SQLite file checked) before any provider
+ * that needs it is built. Exports `GenerationsRepository`, `GenerationsRecovery` (what start-up
+ * recovery found) and `DatabaseHealth` (readiness); the Kysely instance stays inside, so callers
+ * never see which dialect runs.
  */
 @Global()
 @Module({
   providers: [
+    { provide: DatabaseFaults, useFactory: () => new DatabaseFaults() },
     {
       provide: KYSELY,
-      inject: [AppConfig],
-      useFactory: (config: AppConfig): Promise<Database> => {
+      inject: [AppConfig, DatabaseFaults],
+      useFactory: (config: AppConfig, faults: DatabaseFaults): Promise<Database> => {
         const target = databaseTarget(config);
         new Logger('Database').log(
-          target.dialect === 'postgres'
-            ? `PostgreSQL at ${redactUrl(target.url)} (pool of ${target.poolSize})`
-            : `SQLite at ${target.filename}`,
+          target.dialect === 'postgres' ? `PostgreSQL at ${redactUrl(target.url)} (pool of ${target.poolSize})` : `SQLite at ${target.filename}`,
         );
-        return createDatabase(target);
+        return createDatabase(target, { busyTimeoutMs: config.database.busyTimeoutMs, faults });
       },
     },
     DatabaseCloser,
     GenerationsRepository,
     GenerationsRecovery,
+    DatabaseHealth,
   ],
-  exports: [GenerationsRepository],
+  exports: [GenerationsRepository, GenerationsRecovery, DatabaseHealth],
 })
 export class DatabaseModule {}

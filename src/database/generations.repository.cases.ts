@@ -301,9 +301,11 @@ export function describeGenerationsRepository(dialect: string, harness: Reposito
         for (const g of [queued, running, done, canceled]) await repo.create(g);
 
         const at = new Date(T0 + 99_000);
-        const ids = await repo.failUnfinished({ code: 'INTERRUPTED', message: 'stopped' }, at);
+        const failed = await repo.failUnfinished({ code: 'INTERRUPTED', message: 'stopped' }, at);
 
-        expect([...ids].sort()).toEqual([queued.id, running.id].sort());
+        expect([...failed].sort((a, b) => a.id.localeCompare(b.id))).toEqual(
+          [queued, running].map((g) => ({ id: g.id, createdAt: g.createdAt })).sort((a, b) => a.id.localeCompare(b.id)),
+        );
         expect(await repo.findById(queued.id, null)).toEqual({
           ...queued,
           status: 'failed',

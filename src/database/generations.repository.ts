@@ -129,10 +129,10 @@ export class GenerationsRepository {
 
   /**
    * Marks every queued or running generation `failed` with `error` (stage kept, so it shows where
-   * it stopped) and returns their ids. Used at start for work a previous process left behind and
-   * at shutdown for work that outlived the drain.
+   * it stopped) and returns their ids and creation times (which place their images in storage).
+   * Used at start for work a previous process left behind.
    */
-  async failUnfinished(error: GenerationError, completedAt: Date): Promise<string[]> {
+  async failUnfinished(error: GenerationError, completedAt: Date): Promise<{ id: string; createdAt: Date }[]> {
     const rows = await this.db
       .updateTable('generations')
       .set({
@@ -143,9 +143,9 @@ export class GenerationsRepository {
         updated_at: Date.now(),
       })
       .where('status', 'in', UNFINISHED_STATUSES)
-      .returning('id')
+      .returning(['id', 'created_at'])
       .execute();
-    return rows.map((r) => r.id);
+    return rows.map((r) => ({ id: r.id, createdAt: fromMs(r.created_at) }));
   }
 
   /**

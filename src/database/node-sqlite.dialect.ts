@@ -1,6 +1,31 @@
 import { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { SqliteDialect } from 'kysely';
-import type { SqliteDatabase, SqliteStatement } from 'kysely';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
+import { CompiledQuery, SqliteAdapter, SqliteDialect } from 'kysely';
+import type {
+  DatabaseConnection,
+  DialectAdapter,
+  Driver,
+  QueryCompiler,
+  QueryResult,
+  SqliteDatabase,
+  SqliteStatement,
+  TransactionSettings,
+} from 'kysely';
+import { DatabaseFaults } from './database-faults';
+import { DatabaseBusyError, DatabaseCorruptError, DatabaseFullError, DatabaseIoError } from './database.errors';
+
+export interface NodeSqliteOptions {
+  /** Prepared statements kept per connection (LRU); 0 turns the cache off. */
+  statementCacheSize?: number;
+  /**
+   * How long a statement outside a transaction keeps retrying, asynchronously, while another
+   * connection holds the database lock, before it fails with `DatabaseBusyError` (503
+   * DATABASE_BUSY). Default 1000.
+   */
+  busyTimeoutMs?: number;
+  /** Where a damaged file seen at run time is recorded (readiness reads it). */
+  faults?: DatabaseFaults;
+}
 
 /**
  * Kysely over Node's built-in `node:sqlite` (no native build, so it loads under Node 24 whatever
@@ -9,21 +34,51 @@ import type { SqliteDatabase, SqliteStatement } from 'kysely';
  * Kysely's `SqliteDialect` is written against better-sqlite3's `prepare()` whose statements know
  * whether they return rows (`reader`) and take their parameters as one array. `StatementSync` has
  * the same `all/run/iterate` but with spread parameters and `columns()` instead of `reader`, so a
- * thin adapter is enough to reuse Kysely's driver, adapter, introspector and query compiler as they
- * are. Kysely's `SqliteAdapter` declares a single connection, so Kysely's runtime driver already
- * serializes queries and transactions behind its connection mutex: one transaction at a time, and
- * no query from elsewhere slips into it.
+ * thin adapter is enough to reuse Kysely's driver, introspector and query compiler as they are.
+ *
+ * node:sqlite is synchronous: while SQLite waits for another process's lock (its busy handler),
+ * the event loop waits with it. So a serving database waits at most `SQLITE_SERVING_BUSY_TIMEOUT_MS`
+ * per attempt, and `LockWaitDriver` retries a statement that found the database locked
+ * asynchronously, stepping aside meanwhile so reads (which WAL lets through) and other requests
+ * go on. It also turns SQLite's failures into typed 503 errors (`DatabaseUnavailableError`).
  */
 export class NodeSqliteDialect extends SqliteDialect {
-  constructor(database: DatabaseSync, options: { statementCacheSize?: number } = {}) {
+  readonly #database: DatabaseSync;
+  readonly #options: NodeSqliteOptions;
+
+  constructor(database: DatabaseSync, options: NodeSqliteOptions = {}) {
     super({ database: new NodeSqliteDatabase(database, options.statementCacheSize ?? 64) });
+    this.#database = database;
+    this.#options = options;
+  }
+
+  override createDriver(): Driver {
+    return new LockWaitDriver(super.createDriver(), this.#database, {
+      busyTimeoutMs: this.#options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+      faults: this.#options.faults ?? new DatabaseFaults(),
+    });
+  }
+
+  override createAdapter(): DialectAdapter {
+    // LockWaitDriver serializes its one connection itself (a lease at a time, transactions
+    // included), so that a statement waiting for another process's lock can let others by.
+    return new SerializedSqliteAdapter();
   }
 }
+
+export const DEFAULT_BUSY_TIMEOUT_MS = 1000;
+/** SQLite's own (synchronous, event-loop blocking) wait for a lock, per attempt, once serving. */
+export const SQLITE_SERVING_BUSY_TIMEOUT_MS = 20;
+/** First pause between attempts on a locked database; doubles up to `MAX_RETRY_PAUSE_MS`. */
+const FIRST_RETRY_PAUSE_MS = 5;
+const MAX_RETRY_PAUSE_MS = 100;
 
 /** Pragmas applied to every database this service opens. */
 export const SQLITE_PRAGMAS = {
   // First, so that switching the journal mode below also waits rather than fails when another
-  // process (a CLI, a backup) holds the lock.
+  // process (a CLI, a backup) holds the lock. This long, blocking wait is for opening and
+  // migrating, before anything is served; `createDatabase` then lowers it to
+  // SQLITE_SERVING_BUSY_TIMEOUT_MS and leaves longer waits to LockWaitDriver.
   busy_timeout: 5000,
   // Readers never block the writer and commits need one fsync of the WAL, not of the database.
   journal_mode: 'WAL',
@@ -41,9 +96,219 @@ export function openSqlite(filename: string): DatabaseSync {
     }
   } catch (error) {
     db.close();
-    throw error;
+    throw toDatabaseError(error);
   }
   return db;
+}
+
+/** SQLite primary result codes (https://sqlite.org/rescode.html) this layer tells apart. */
+const SQLITE = { READONLY: 8, IOERR: 10, CORRUPT: 11, FULL: 13, CANTOPEN: 14, PROTOCOL: 15, BUSY: 5, NOTADB: 26 } as const;
+
+/** The primary SQLite result code of a node:sqlite error, or undefined for anything else. */
+export function sqliteResultCode(error: unknown): number | undefined {
+  const e = error as { code?: unknown; errcode?: unknown } | null;
+  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' ? e.errcode & 0xff : undefined;
+}
+
+/**
+ * The typed error for a node:sqlite failure that is not the request's fault, else `error` itself
+ * (a constraint violation or bad SQL is a bug and stays a 500).
+ */
+export function toDatabaseError(error: unknown): unknown {
+  switch (sqliteResultCode(error)) {
+    case SQLITE.BUSY:
+      return new DatabaseBusyError(error);
+    case SQLITE.FULL:
+      return new DatabaseFullError(error);
+    case SQLITE.CORRUPT:
+    case SQLITE.NOTADB:
+      return new DatabaseCorruptError(error);
+    case SQLITE.IOERR:
+    case SQLITE.READONLY:
+    case SQLITE.CANTOPEN:
+    case SQLITE.PROTOCOL:
+      return new DatabaseIoError(error);
+  }
+  // node:sqlite after close(): "database is not open".
+  if ((error as { code?: unknown } | null)?.code === 'ERR_INVALID_STATE') return new DatabaseIoError(error);
+  return error;
+}
+
+class SerializedSqliteAdapter extends SqliteAdapter {
+  override get supportsMultipleConnections(): boolean {
+    return true;
+  }
+}
+
+/** First come, first served; `lock()` resolves when the caller holds it. */
+class FifoMutex {
+  private held = false;
+  private readonly waiting: (() => void)[] = [];
+
+  lock(): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  unlock(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.held = false;
+  }
+}
+
+interface LockWaitPolicy {
+  busyTimeoutMs: number;
+  faults: DatabaseFaults;
+}
+
+/**
+ * Wraps Kysely's SqliteDriver. Each `acquireConnection` is a lease on the single connection, held
+ * until `releaseConnection` (so a transaction sees nothing from elsewhere). A statement outside a
+ * transaction that finds the database locked gives the lease back, pauses (5 ms, doubling to 100 ms),
+ * takes it again and retries, until `busyTimeoutMs` has passed since it started; then it fails with
+ * `DatabaseBusyError`. Once the database has been locked continuously for longer than that, new
+ * statements try once and fail at once, so a queue of writes does not wait the timeout one after
+ * another. Inside a transaction a locked statement fails at once (the transaction is rolled back).
+ */
+class LockWaitDriver implements Driver {
+  private readonly mutex = new FifoMutex();
+  /** Since when writes have found the database locked, with no write succeeding since. */
+  private lockedSince: number | null = null;
+
+  constructor(
+    private readonly inner: Driver,
+    private readonly db: DatabaseSync,
+    private readonly policy: LockWaitPolicy,
+  ) {}
+
+  init(): Promise<void> {
+    return this.inner.init();
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const connection = await this.inner.acquireConnection();
+    await this.mutex.lock();
+    return new Lease(connection, this);
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    (connection as Lease).release();
+  }
+
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return this.inner.beginTransaction(connection, settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.inner.commitTransaction(connection);
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.inner.rollbackTransaction(connection);
+  }
+
+  async savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await this.inner.savepoint!(connection, name, compileQuery);
+  }
+
+  async rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await this.inner.rollbackToSavepoint!(connection, name, compileQuery);
+  }
+
+  async releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await this.inner.releaseSavepoint!(connection, name, compileQuery);
+  }
+
+  destroy(): Promise<void> {
+    return this.inner.destroy();
+  }
+
+  /** Runs one statement for `lease`, waiting out another connection's lock as described above. */
+  async execute<R>(lease: Lease, connection: DatabaseConnection, query: CompiledQuery): Promise<QueryResult<R>> {
+    const started = performance.now();
+    let pause = FIRST_RETRY_PAUSE_MS;
+    for (;;) {
+      // While the database is locked, every attempt may block for SQLITE_SERVING_BUSY_TIMEOUT_MS:
+      // let pending I/O (other requests, probes) run between them.
+      if (this.lockedSince !== null) await yieldToEventLoop();
+      try {
+        const result = await connection.executeQuery<R>(query);
+        if (!isRead(query.sql)) this.lockedSince = null;
+        return result;
+      } catch (error) {
+        if (sqliteResultCode(error) !== SQLITE.BUSY || this.db.isTransaction) throw this.translate(error);
+        const now = performance.now();
+        this.lockedSince ??= now;
+        const waited = Math.max(now - started, now - this.lockedSince);
+        if (waited + pause > this.policy.busyTimeoutMs) throw this.translate(error);
+        lease.stepAside();
+        await sleep(pause);
+        await lease.resume();
+        pause = Math.min(pause * 2, MAX_RETRY_PAUSE_MS);
+      }
+    }
+  }
+
+  translate(error: unknown): unknown {
+    const translated = toDatabaseError(error);
+    if (translated instanceof DatabaseCorruptError) this.policy.faults.markCorrupt((error as Error).message);
+    return translated;
+  }
+
+  lock(): Promise<void> {
+    return this.mutex.lock();
+  }
+
+  unlock(): void {
+    this.mutex.unlock();
+  }
+}
+
+/** One holder's turn on the connection. */
+class Lease implements DatabaseConnection {
+  private holding = true;
+
+  constructor(
+    private readonly connection: DatabaseConnection,
+    private readonly driver: LockWaitDriver,
+  ) {}
+
+  executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    return this.driver.execute<R>(this, this.connection, query);
+  }
+
+  async *streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
+    try {
+      yield* this.connection.streamQuery<R>(query, chunkSize);
+    } catch (error) {
+      throw this.driver.translate(error);
+    }
+  }
+
+  stepAside(): void {
+    this.holding = false;
+    this.driver.unlock();
+  }
+
+  async resume(): Promise<void> {
+    await this.driver.lock();
+    this.holding = true;
+  }
+
+  release(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.driver.unlock();
+  }
+}
+
+/** Statements that only read: their success says nothing about the write lock. */
+function isRead(sql: string): boolean {
+  return /^\s*(select|pragma\s+\w+\s*;?\s*$)/i.test(sql);
 }
 
 class NodeSqliteDatabase implements SqliteDatabase {

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { GenerationsRepository } from '../database/generations.repository';
+import { AppError } from '../common/app-error';
+import { DatabaseHealth } from '../database/database-health';
 import { PaletteService } from '../palette/palette.service';
 import { StorageService } from '../storage/storage.service';
 import { ShutdownState } from './shutdown-state';
@@ -45,23 +46,25 @@ export class StorageHealthIndicator {
   }
 }
 
+/** Down when the database does not answer, a damaged page was seen, or its folder takes no write (disk full, read-only). */
 @Injectable()
 export class DatabaseHealthIndicator {
   private readonly logger = new Logger(DatabaseHealthIndicator.name);
 
   constructor(
     private readonly health: HealthIndicatorService,
-    private readonly repository: GenerationsRepository,
+    private readonly database: DatabaseHealth,
   ) {}
 
   async check(key = 'database'): Promise<HealthIndicatorResult> {
     const indicator = this.health.check(key);
     try {
-      await withTimeout(this.repository.ping(), DATABASE_CHECK_TIMEOUT_MS, `the database did not answer within ${DATABASE_CHECK_TIMEOUT_MS} ms`);
+      await withTimeout(this.database.check(DATABASE_CHECK_TIMEOUT_MS), DATABASE_CHECK_TIMEOUT_MS, `the database did not answer within ${DATABASE_CHECK_TIMEOUT_MS} ms`);
       return indicator.up();
     } catch (error) {
       this.logger.warn(`database check failed: ${reason(error)}`);
-      return indicator.down({ message: DATABASE_DOWN });
+      // The service's own database errors carry fixed texts; a driver's message stays in the log.
+      return indicator.down(error instanceof AppError ? { code: error.code, message: error.message } : { message: DATABASE_DOWN });
     }
   }
 }

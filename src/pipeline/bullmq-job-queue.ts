@@ -45,10 +45,10 @@ export function jobId(generationId: string, index: number): string {
 export class BullMqJobQueue extends JobQueue {
   readonly kind = 'bullmq' as const;
   private readonly logger = new Logger('JobQueue');
-  private readonly queue: Queue<ImageJob>;
+  private readonly queue: Queue;
   private readonly cancelChannel: string;
   private readonly running = new Map<string, Set<Running>>();
-  private worker: Worker<ImageJob> | undefined;
+  private worker: Worker | undefined;
   private count = 0;
   private waitingCache: { at: number; value: number } | undefined;
   /** Jobs this instance enqueued since the cached count was read. */
@@ -64,7 +64,7 @@ export class BullMqJobQueue extends JobQueue {
   ) {
     super();
     // Enqueueing fails fast while Redis is away (a 503 for the client) instead of queueing commands.
-    this.queue = new Queue<ImageJob>(QUEUE_NAME, {
+    this.queue = new Queue(QUEUE_NAME, {
       connection: { ...redis.bullmqConnection(), maxRetriesPerRequest: 1 },
       prefix: redis.key('bull'),
     });
@@ -109,7 +109,7 @@ export class BullMqJobQueue extends JobQueue {
   async waiting(): Promise<number> {
     const now = Date.now();
     if (!this.waitingCache || now - this.waitingCache.at > WAITING_CACHE_MS) {
-      const value = await this.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'paused');
+      const value = await this.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed');
       this.waitingCache = { at: now, value };
       this.addedSinceCount = 0;
     }
@@ -131,8 +131,8 @@ export class BullMqJobQueue extends JobQueue {
   async startWorker(handler: ImageJobHandler, lost: LostJobHandler): Promise<void> {
     const { concurrency, lockMs, maxTakeovers } = this.settings;
     // Three parameters: BullMQ passes the AbortSignal only to a processor that declares it.
-    const processor = async (job: Job<ImageJob>, token: string | undefined, signal?: AbortSignal) => this.process(job, token, signal, handler);
-    this.worker = new Worker<ImageJob>(QUEUE_NAME, processor, {
+    const processor = async (job: Job, token: string | undefined, signal?: AbortSignal) => this.process(job, token, signal, handler);
+    this.worker = new Worker(QUEUE_NAME, processor, {
       connection: this.redis.bullmqConnection(),
       prefix: this.redis.key('bull'),
       concurrency,
@@ -145,12 +145,12 @@ export class BullMqJobQueue extends JobQueue {
       this.metrics.recordJobTakeover();
       this.logger.warn(`Job ${id} was held by a worker that stopped renewing its lock; another worker takes it over`);
     });
-    this.worker.on('failed', (job: Job<ImageJob> | undefined, error: Error) => {
+    this.worker.on('failed', (job: Job | undefined, error: Error) => {
       if (!job) return;
       void job.getState().then(async (state) => {
         // A job that will run again (retries left) is not lost yet.
         if (state !== 'failed') return;
-        await lost(job.data, error.message);
+        await lost(job.data as ImageJob, error.message);
       }).catch((e: unknown) => this.logger.error(`Could not record lost job ${job.id}: ${String(e)}`));
     });
     await this.worker.waitUntilReady().catch((e: unknown) => this.logger.warn(`Worker not connected yet: ${String(e)}`));
@@ -195,10 +195,10 @@ export class BullMqJobQueue extends JobQueue {
     return !['completed', 'failed', 'unknown'].includes(await job.getState());
   }
 
-  private async process(job: Job<ImageJob>, token: string | undefined, signal: AbortSignal | undefined, handler: ImageJobHandler): Promise<void> {
+  private async process(job: Job, token: string | undefined, signal: AbortSignal | undefined, handler: ImageJobHandler): Promise<void> {
     const controller = new AbortController();
     signal?.addEventListener('abort', () => controller.abort('CANCELED' satisfies AbortReason), { once: true });
-    const data = job.data;
+    const data = job.data as ImageJob;
     const entry: Running = { job: data, controller, done: Promise.resolve() };
     let set = this.running.get(data.generationId);
     if (!set) this.running.set(data.generationId, (set = new Set()));

@@ -1,4 +1,5 @@
 import { HttpStatus, Injectable, Logger } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../common/app-error';
 import {
   Generation,
@@ -12,7 +13,8 @@ import {
 } from '../common/generation.model';
 import { newGenerationId } from '../common/ids';
 import { AppConfig } from '../config/app-config';
-import { GenerationNotFoundError, GenerationsRepository, Owner } from '../database/generations.repository';
+import { DatabaseUnavailableError } from '../database/database.errors';
+import { GenerationNotFoundError, GenerationPatch, GenerationsRepository, Owner } from '../database/generations.repository';
 import type { Principal } from '../common/principal';
 import { GeminiError } from '../gemini/gemini.errors';
 import { GeminiService } from '../gemini/gemini.service';
@@ -23,6 +25,7 @@ import { StorageService } from '../storage/storage.service';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { runStage } from '../telemetry/stage';
 import { withSpan } from '../telemetry/tracing';
+import { PendingFinalWrites } from './final-writes';
 import { GenerationEvents } from './generation-events';
 
 export type GenerationRequest = GenerationInput;
@@ -38,6 +41,8 @@ interface Job {
   /** Set once the first Gemini call of the job holds a semaphore slot. */
   started: boolean;
   done: Promise<void>;
+  /** The job's progress writes, one after the other (see advance). */
+  progress?: Promise<void>;
 }
 
 interface ImageOutcome {
@@ -51,6 +56,13 @@ interface ImageOutcome {
 const STAGE_ORDER: GenerationStage[] = ['queued', 'gemini', 'upload', 'palette', 'done'];
 /** Longest wait for removing an image that will not be part of its record. */
 const ORPHAN_DELETE_TIMEOUT_MS = 3_000;
+/**
+ * Pauses between attempts at a final write while the database is busy, full or unreachable (each
+ * attempt itself may wait DATABASE_BUSY_TIMEOUT_MS for a lock); after the last, PendingFinalWrites
+ * takes over.
+ */
+const FINAL_WRITE_PAUSES_MS = [100, 300, 1000];
+const reason = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const ABORT_MESSAGES: Record<AbortReason, string> = {
   CANCELED: 'The generation was canceled',
   INTERRUPTED: 'The service stopped while this generation was in progress',
@@ -90,6 +102,7 @@ export class PipelineService {
     private readonly palette: PaletteService,
     private readonly events: GenerationEvents,
     private readonly metrics: AppMetrics,
+    private readonly finalWrites: PendingFinalWrites,
   ) {
     metrics.gauge('pipeline.queue.depth', 'Generations waiting for their first Gemini slot', () => this.queuedJobs, '{generation}');
     metrics.gauge('pipeline.jobs.active', 'Generations queued or running in this process', () => this.jobs.size, '{generation}');
@@ -234,10 +247,16 @@ export class PipelineService {
     });
   }
 
-  /** Moves the generation's status/stage forward (never back), persisting and publishing the change. */
-  private async advance(job: Job, stage: GenerationStage): Promise<void> {
+  /**
+   * Moves the generation's status/stage forward (never back), persisting and publishing the change.
+   * Never rejects: progress is informational, so a failed write is logged and the job goes on (its
+   * final write is retried; see persistFinal). A job's progress writes run one after the other and
+   * each writes the whole progress as it is when it runs, so one that failed is made good by the
+   * next and an older state never lands after a newer one.
+   */
+  private advance(job: Job, stage: GenerationStage): Promise<void> {
     const g = job.generation;
-    if (job.controller.signal.aborted || isFinal(g.status)) return;
+    if (job.controller.signal.aborted || isFinal(g.status)) return Promise.resolve();
     const patch: Partial<Generation> = {};
     if (g.status === 'queued' && stage !== 'queued') {
       const startedAt = new Date();
@@ -247,10 +266,23 @@ export class PipelineService {
       this.metrics.recordStage('queue', 'ok', patch.timings.queueMs / 1000);
     }
     if (STAGE_ORDER.indexOf(stage) > STAGE_ORDER.indexOf(g.stage)) patch.stage = stage;
-    if (Object.keys(patch).length === 0) return;
+    if (Object.keys(patch).length === 0) return Promise.resolve();
     Object.assign(g, patch);
-    const updated = await this.repository.updateIfNotFinal(g.id, patch);
-    if (updated) this.events.publish(updated);
+    job.progress = (job.progress ?? Promise.resolve()).then(() => this.writeProgress(job));
+    return job.progress;
+  }
+
+  private async writeProgress(job: Job): Promise<void> {
+    const g = job.generation;
+    const progress: GenerationPatch = { status: g.status, stage: g.stage, startedAt: g.startedAt, timings: g.timings };
+    try {
+      // Conditional: once the record is final (finished, canceled), progress no longer lands.
+      const updated = await this.repository.updateIfNotFinal(g.id, progress);
+      if (updated) this.events.publish(updated);
+      this.finalWrites.kick();
+    } catch (error) {
+      this.logger.warn(`Could not record generation ${g.id} at stage ${progress.stage}: ${reason(error)}`);
+    }
   }
 
   private async runImage(job: Job, index: number): Promise<ImageOutcome> {
@@ -398,11 +430,44 @@ export class PipelineService {
       for (const image of images) await this.deleteOrphan(image.key);
     }
     Object.assign(patch, { timings, usage, completedAt, startedAt: g.startedAt ?? (job.started ? completedAt : null) });
-    const final = (await this.repository.updateIfNotFinal(g.id, patch)) ?? (await this.repository.findById(g.id, g.owner));
-    if (!final) throw new Error(`Generation ${g.id} vanished from the database`);
+    const final = await this.persistFinal(job, patch);
     Object.assign(g, final);
     this.metrics.recordGenerationFinished(final.status, final.error?.code);
     this.events.publish(final);
     return final;
+  }
+
+  /**
+   * Writes the final state and returns the record. A database that is busy, full or unreachable is
+   * retried a few times (FINAL_WRITE_PAUSES_MS); if the write still fails, PendingFinalWrites keeps
+   * trying in the background and the state in memory is returned, so listeners (SSE, `Prefer: wait`)
+   * still see the generation end. Any other failure is logged and left to start-up recovery.
+   */
+  private async persistFinal(job: Job, patch: GenerationPatch): Promise<Generation> {
+    const g = job.generation;
+    // The stage too, in case the last progress write did not land: the record shows where it ended.
+    const write: GenerationPatch = { stage: g.stage, ...patch };
+    const inMemory: Generation = { ...g, ...write };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const written = await this.repository.updateIfNotFinal(g.id, write);
+        this.finalWrites.kick();
+        // null: finished meanwhile by someone else (a cancel); that state stands.
+        return written ?? (await this.repository.findById(g.id, g.owner).catch(() => null)) ?? inMemory;
+      } catch (error) {
+        const transient = error instanceof DatabaseUnavailableError && error.transient;
+        if (transient && attempt < FINAL_WRITE_PAUSES_MS.length) {
+          await sleep(FINAL_WRITE_PAUSES_MS[attempt]);
+          continue;
+        }
+        if (transient) {
+          this.logger.error(`Could not record the final state of generation ${g.id} (${reason(error)}); retrying in the background`);
+          this.finalWrites.add(inMemory, write);
+        } else {
+          this.logger.error(`Could not record the final state of generation ${g.id}: ${reason(error)}`, (error as Error)?.stack);
+        }
+        return inMemory;
+      }
+    }
   }
 }

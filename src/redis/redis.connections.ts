@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { RedisOptions as BullMqRedisOptions } from 'bullmq';
 import { Redis, RedisOptions } from 'ioredis';
 
 /** How long a readiness ping may take before Redis counts as down. */
@@ -30,7 +31,7 @@ export class RedisConnections {
   }
 
   /** Options for BullMQ's own connections (it needs `maxRetriesPerRequest: null` for blocking calls). */
-  bullmqConnection(): RedisOptions & { url: string } {
+  bullmqConnection(): BullMqRedisOptions {
     return { url: this.url, maxRetriesPerRequest: null, enableOfflineQueue: true, retryStrategy: reconnectDelay };
   }
 

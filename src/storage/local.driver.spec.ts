@@ -117,20 +117,42 @@ describe('LocalDriver', () => {
     expect(await listFiles(base)).toEqual(['secret.txt']);
   });
 
-  it('check() creates the root, proves it writable, and leaves nothing behind', async () => {
-    await driver.check(new AbortController().signal);
-    expect(await readdir(root)).toEqual([]);
+  it('deletePrefix() removes one generation’s objects, sidecars and temp files, and its folder, nothing else', async () => {
+    const g1 = 'images/2026/11/24/g1/';
+    await driver.put(`${g1}0.png`, Buffer.from('a'), 'image/png');
+    await driver.put(`${g1}1.png`, Buffer.from('b'), 'image/x-custom'); // with a content-type sidecar
+    await writeFile(join(root, g1, '.2.png.5c1e.tmp'), 'half a write');
+    await driver.put('images/2026/11/24/g10/0.png', Buffer.from('c'), 'image/png'); // shares a name prefix, not the folder
+    await driver.put('images/2026/11/24/g2/0.png', Buffer.from('d'), 'image/png');
+
+    await expect(driver.deletePrefix(g1, { limit: 100 })).resolves.toEqual({ deleted: 2, truncated: false });
+
+    expect(await listFiles(root)).toEqual(['images/2026/11/24/g10/0.png', 'images/2026/11/24/g2/0.png']);
+    expect(await readdir(join(root, 'images/2026/11/24'))).toEqual(expect.not.arrayContaining(['g1']));
+    // Nothing there (any more): nothing to do.
+    await expect(driver.deletePrefix(g1, { limit: 100 })).resolves.toEqual({ deleted: 0, truncated: false });
   });
 
-  it('check() fails when the root cannot be a folder', async () => {
-    await writeFile(root, 'a file where the folder should be');
-    await expect(driver.check(new AbortController().signal)).rejects.toMatchObject({ code: expect.stringMatching(/^E/) });
+  it('deletePrefix() stops at its limit and says so, keeping the folder', async () => {
+    for (let i = 0; i < 3; i++) await driver.put(`images/2026/11/24/g1/${i}.png`, Buffer.from('x'), 'image/png');
+    await expect(driver.deletePrefix('images/2026/11/24/g1/', { limit: 2 })).resolves.toEqual({ deleted: 2, truncated: true });
+    expect(await listFiles(root)).toHaveLength(1);
   });
 
-  it('check() honours an aborted signal', async () => {
+  it('deletePrefix() refuses a prefix that is not a folder of keys, or that leaves the root', async () => {
+    await writeFile(join(base, 'secret.txt'), 'top secret');
+    for (const bad of ['images/2026', '../', 'images/../../', '']) {
+      expect((await rejection(driver.deletePrefix(bad, { limit: 10 }))).code).toBe('INVALID_KEY');
+    }
+    expect(await readFile(join(base, 'secret.txt'), 'utf8')).toBe('top secret');
+  });
+
+  it('deletePrefix() honours an aborted signal', async () => {
+    await driver.put(key, Buffer.from('x'), 'image/png');
     const controller = new AbortController();
     controller.abort(new Error('deadline'));
-    await expect(driver.check(controller.signal)).rejects.toThrow('deadline');
+    await expect(driver.deletePrefix('images/2026/11/24/g1/', { limit: 10, signal: controller.signal })).rejects.toThrow('deadline');
+    expect(await listFiles(root)).toEqual([key]);
   });
 
   it('has no presigned URLs', async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { FileHandle, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { FileHandle, mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { assertValidKey, contentTypeForKey } from './storage-keys';
 import type { StorageDriver, StoredObject } from './storage.driver';
@@ -61,16 +62,29 @@ export class LocalDriver implements StorageDriver {
     return null;
   }
 
-  async check(signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted();
-    await mkdir(this.root, { recursive: true });
-    // A real write, not access(W_OK): it also catches a full disk or a read-only remount.
-    const probe = join(this.root, `.check-${randomUUID()}.tmp`);
+  async deletePrefix(prefix: string, { limit, signal }: { limit: number; signal?: AbortSignal }): Promise<{ deleted: number; truncated: boolean }> {
+    if (!prefix.endsWith('/')) throw new StorageError('INVALID_KEY', `a prefix ends with "/": ${prefix}`);
+    const dir = this.pathFor(prefix.slice(0, -1));
+    let entries: Dirent[];
     try {
-      await writeFile(probe, 'ok', { signal });
-    } finally {
-      await rm(probe, { force: true });
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { deleted: 0, truncated: false };
+      throw error;
     }
+    let deleted = 0;
+    for (const entry of entries.slice(0, limit)) {
+      signal?.throwIfAborted();
+      if (!entry.isFile()) continue;
+      await unlinkIfPresent(join(dir, entry.name));
+      // Dot-files are an object's sidecar or an interrupted write's temp file, not objects.
+      if (!entry.name.startsWith('.')) deleted++;
+    }
+    const truncated = entries.length > limit;
+    // Only succeeds when the folder is empty now.
+    if (!truncated) await rmdir(dir).catch(() => undefined);
+    return { deleted, truncated };
   }
 
   async close(): Promise<void> {}

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
-  HeadBucketCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -88,8 +88,15 @@ export class S3Driver implements StorageDriver {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSec });
   }
 
-  async check(signal: AbortSignal): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+  async deletePrefix(prefix: string, { limit, signal }: { limit: number; signal?: AbortSignal }): Promise<{ deleted: number; truncated: boolean }> {
+    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: limit }), {
+      abortSignal: signal,
+    });
+    const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
+    // One DeleteObject per key: a generation has at most a handful, and not every S3-compatible
+    // server implements DeleteObjects.
+    for (const key of keys) await this.delete(key, signal);
+    return { deleted: keys.length, truncated: listed.IsTruncated === true };
   }
 
   async close(): Promise<void> {

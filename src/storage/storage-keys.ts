@@ -1,6 +1,7 @@
 import { StorageError } from './storage.errors';
 
 const KEY_CHARS = /^[A-Za-z0-9/_.-]+$/;
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** S3's own limit on key length (bytes; keys here are ASCII). */
 const MAX_KEY_LENGTH = 1024;
 
@@ -25,6 +26,23 @@ function keyProblem(key: unknown): string | null {
   if (segments.some((s) => s.startsWith('.'))) return 'a path segment starts with "."';
   return null;
 }
+
+/**
+ * `images/YYYY/MM/DD/<generationId>/`, dated in UTC so every instance agrees: every image of one
+ * generation is stored under it (`<index>.<ext>`), so they can be listed and removed together.
+ */
+export function generationImagePrefix(generationId: string, createdAt: Date): string {
+  if (!ID_PATTERN.test(generationId)) throw new StorageError('INVALID_KEY', 'generation id must match [A-Za-z0-9_-]{1,128}');
+  if (Number.isNaN(createdAt.getTime())) throw new StorageError('INVALID_KEY', 'createdAt is not a valid date');
+  const [yyyy, mm, dd] = createdAt.toISOString().slice(0, 10).split('-');
+  return `images/${yyyy}/${mm}/${dd}/${generationId}/`;
+}
+
+/**
+ * Where readiness writes (and at once deletes) its small probe object: beside the images, so a
+ * read-only or full image folder shows. No generation prefix can start like this.
+ */
+export const PROBE_KEY_PREFIX = 'images/_probe/';
 
 const TYPE_BY_EXTENSION: Record<string, string> = {
   png: 'image/png',

@@ -23,8 +23,12 @@ export interface StorageDriver {
   delete(key: string, signal?: AbortSignal): Promise<void>;
   /** A time-limited URL for a plain GET, or null when the store has none (local folder). */
   presignGetUrl(key: string, expiresInSec: number): Promise<string | null>;
-  /** Resolves when the store is reachable and writable; honours `signal` where the store can. */
-  check(signal: AbortSignal): Promise<void>;
+  /**
+   * Deletes the objects whose keys start with `prefix` (which ends with `/`), at most `limit` of
+   * them (the local folder also removes its temp and sidecar files there); `truncated` when more
+   * were left. Used to sweep the images of one generation.
+   */
+  deletePrefix(prefix: string, opts: { limit: number; signal?: AbortSignal }): Promise<{ deleted: number; truncated: boolean }>;
   close(): Promise<void>;
 }
 

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
 import type { StorageDriver } from './storage.driver';
 import { StorageError } from './storage.errors';
-import { StorageService } from './storage.service';
+import { STORAGE_CHECK_TTL_MS, StorageService } from './storage.service';
 
 const spans = new InMemorySpanExporter();
 const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] });
@@ -25,7 +25,7 @@ function setup(options: { kind?: 's3' | 'local'; presign?: boolean } = {}) {
     get: jest.fn(),
     delete: jest.fn().mockResolvedValue(undefined),
     presignGetUrl: jest.fn().mockResolvedValue('https://bucket.example/key?X-Amz-Signature=sig'),
-    check: jest.fn().mockResolvedValue(undefined),
+    deletePrefix: jest.fn().mockResolvedValue({ deleted: 0, truncated: false }),
     close: jest.fn().mockResolvedValue(undefined),
   };
   const env: Record<string, string> = { DATA_DIR: '/tmp/unused' };
@@ -166,20 +166,47 @@ describe('StorageService.presignedUrl', () => {
 });
 
 describe('StorageService.check', () => {
-  it('resolves when the driver check does', async () => {
+  it('writes a small object beside the images and deletes it again', async () => {
     const { sut, driver, record } = setup();
     await expect(sut.check()).resolves.toBeUndefined();
-    expect(driver.check).toHaveBeenCalledWith(expect.any(AbortSignal));
+    expect(driver.put).toHaveBeenCalledTimes(1);
+    const [key, body, type, signal] = driver.put.mock.calls[0]!;
+    expect(key).toMatch(/^images\/_probe\/[0-9a-f-]{36}\.bin$/);
+    expect(body).toEqual(Buffer.from('ok'));
+    expect(type).toBe('application/octet-stream');
+    expect(signal).toBeInstanceOf(AbortSignal);
+    expect(driver.delete).toHaveBeenCalledWith(key, signal);
     expect(record).toHaveBeenCalledWith('s3', 'check', 'ok', expect.any(Number));
+  });
+
+  it('answers a storm of checks with one probe: concurrent ones share it, later ones reuse its outcome', async () => {
+    let now = 0;
+    jest.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const { sut, driver } = setup();
+      await Promise.all(Array.from({ length: 20 }, () => sut.check()));
+      now += STORAGE_CHECK_TTL_MS - 1;
+      await sut.check();
+      expect(driver.put).toHaveBeenCalledTimes(1);
+      now += 1;
+      await sut.check();
+      expect(driver.put).toHaveBeenCalledTimes(2);
+    } finally {
+      jest.restoreAllMocks();
+    }
   });
 
   it('rejects on timeout and aborts the driver call', async () => {
     const { sut, driver, record } = setup();
     let signal: AbortSignal | undefined;
-    driver.check.mockImplementation((s: AbortSignal) => {
-      signal = s;
-      return new Promise<void>(() => undefined); // a store that never answers
-    });
+    // A store that never answers; its client gives up when aborted, as the S3 client does.
+    driver.put.mockImplementation(
+      (_k: string, _b: Buffer, _t: string, s?: AbortSignal) =>
+        new Promise<void>((_, reject) => {
+          signal = s;
+          s?.addEventListener('abort', () => reject(s.reason as Error));
+        }),
+    );
 
     const error = await failure(sut.check(20));
 
@@ -189,12 +216,54 @@ describe('StorageService.check', () => {
     expect(record).toHaveBeenCalledWith('s3', 'check', 'error', expect.any(Number));
   });
 
-  it('rejects with STORAGE_ERROR when the driver check fails', async () => {
+  it('while a timed-out probe is still stuck, fails at once instead of starting another', async () => {
+    let now = 0;
     const { sut, driver } = setup();
-    driver.check.mockRejectedValue(Object.assign(new Error('Forbidden'), { name: 'AccessDenied' }));
+    // The local file system cannot abort a write on a hung disk.
+    let unstick!: () => void;
+    driver.put.mockImplementationOnce(() => new Promise<void>((resolve) => (unstick = resolve)));
+    jest.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      expect((await failure(sut.check(20))).message).toMatch(/timed out after 20 ms/);
+      now += 10_000;
+      expect((await failure(sut.check(20))).message).toMatch(/previous storage check has not finished/);
+      expect(driver.put).toHaveBeenCalledTimes(1);
+
+      unstick();
+      await new Promise((r) => setImmediate(r));
+      now += 10_000;
+      await expect(sut.check(20)).resolves.toBeUndefined();
+      expect(driver.put).toHaveBeenCalledTimes(2);
+    } finally {
+      jest.restoreAllMocks();
+    }
+  });
+
+  it('rejects with STORAGE_ERROR when the store refuses the write', async () => {
+    const { sut, driver } = setup();
+    driver.put.mockRejectedValue(Object.assign(new Error('Forbidden'), { name: 'AccessDenied' }));
     const error = await failure(sut.check());
     expect(error.code).toBe('STORAGE_ERROR');
     expect(error.message).toBe('Storage is not reachable or not writable');
     expect(error.detail).toContain('AccessDenied: Forbidden');
+    expect(driver.delete).not.toHaveBeenCalled();
+  });
+});
+
+describe('StorageService.deleteGenerationImages', () => {
+  it('deletes by the generation’s key prefix, bounded', async () => {
+    const { sut, driver, record } = setup();
+    driver.deletePrefix.mockResolvedValue({ deleted: 2, truncated: false });
+    await expect(sut.deleteGenerationImages('gen_1', new Date('2026-01-05T23:30:00-05:00'))).resolves.toEqual({ deleted: 2, truncated: false });
+    expect(driver.deletePrefix).toHaveBeenCalledWith('images/2026/01/06/gen_1/', { limit: 100, signal: undefined });
+    expect(record).toHaveBeenCalledWith('s3', 'delete', 'ok', expect.any(Number));
+  });
+
+  it('refuses an id that could widen the prefix', async () => {
+    const { sut, driver } = setup();
+    for (const id of ['', '../x', 'a/b', '*']) {
+      expect((await failure(sut.deleteGenerationImages(id, new Date()))).code).toBe('INVALID_KEY');
+    }
+    expect(driver.deletePrefix).not.toHaveBeenCalled();
   });
 });

@@ -1,16 +1,21 @@
+import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { CachedProbe } from '../common/cached-probe';
 import { AppConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
-import { assertValidKey, extensionFor } from './storage-keys';
+import { assertValidKey, extensionFor, generationImagePrefix, PROBE_KEY_PREFIX } from './storage-keys';
 import { STORAGE_DRIVER, type StorageDriver, type StoredObject } from './storage.driver';
 import { StorageError } from './storage.errors';
 
 export type StorageOperation = 'put' | 'get' | 'delete' | 'presign' | 'check';
 
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** S3's upper bound for SigV4 presigned URLs: 7 days. */
 const MAX_PRESIGN_SEC = 7 * 24 * 3600;
+/** How long one readiness probe's outcome answers further checks. */
+export const STORAGE_CHECK_TTL_MS = 1500;
+/** Most objects one generation sweep lists and deletes (a generation has at most 4 images). */
+const SWEEP_LIMIT = 100;
 
 /**
  * What callers see when the store itself fails. The driver's own message (absolute paths, the S3
@@ -34,6 +39,13 @@ export const STORAGE_FAILURE_MESSAGES: Record<StorageOperation, string> = {
 export class StorageService {
   private readonly logger = new Logger(StorageService.name);
   private readonly presign: boolean;
+  /** One key per process: a probe that could not be deleted leaves one tiny object, not one per check. */
+  private readonly probeKey = `${PROBE_KEY_PREFIX}${randomUUID()}.bin`;
+  private readonly probe = new CachedProbe((signal) => this.writeProbe(signal), {
+    ttlMs: STORAGE_CHECK_TTL_MS,
+    timeoutError: (ms) => new StorageError('STORAGE_ERROR', `storage check timed out after ${ms} ms`),
+    stuckError: () => new StorageError('STORAGE_ERROR', 'the previous storage check has not finished'),
+  });
 
   constructor(
     @Inject(STORAGE_DRIVER) private readonly driver: StorageDriver,
@@ -49,12 +61,8 @@ export class StorageService {
 
   /** `images/YYYY/MM/DD/<generationId>/<index>.<ext>`, dated in UTC so every instance agrees. */
   keyFor(generationId: string, index: number, mimeType: string, createdAt: Date): string {
-    if (!ID_PATTERN.test(generationId)) throw new StorageError('INVALID_KEY', 'generation id must match [A-Za-z0-9_-]{1,128}');
     if (!Number.isInteger(index) || index < 0) throw new StorageError('INVALID_KEY', `image index must be a non-negative integer, got ${index}`);
-    if (Number.isNaN(createdAt.getTime())) throw new StorageError('INVALID_KEY', 'createdAt is not a valid date');
-    const [date] = createdAt.toISOString().split('T');
-    const [yyyy, mm, dd] = date.split('-');
-    return `images/${yyyy}/${mm}/${dd}/${generationId}/${index}.${extensionFor(mimeType)}`;
+    return `${generationImagePrefix(generationId, createdAt)}${index}.${extensionFor(mimeType)}`;
   }
 
   /** `opts.signal` aborts the upload (S3): cancel and shutdown must not wait for a stalled store. */
@@ -95,24 +103,35 @@ export class StorageService {
     });
   }
 
-  /** Readiness: resolves when the store answers within `timeoutMs`; the driver's call is aborted on timeout. */
+  /**
+   * Deletes every object stored for generation `generationId` (listed by its key prefix, at most
+   * 100); for the start-up sweep of generations that ended without their images.
+   */
+  deleteGenerationImages(
+    generationId: string,
+    createdAt: Date,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<{ deleted: number; truncated: boolean }> {
+    return this.run('delete', {}, async () => {
+      const prefix = generationImagePrefix(generationId, createdAt);
+      return this.driver.deletePrefix(prefix, { limit: SWEEP_LIMIT, signal: opts.signal });
+    });
+  }
+
+  /**
+   * Readiness: writes a small object beside the images and deletes it again, so a store that
+   * answers but refuses writes (read-only folder, full disk, lost permission) is not ready. Fails
+   * after `timeoutMs` (the driver's call is aborted); one probe's outcome answers every check for
+   * STORAGE_CHECK_TTL_MS.
+   */
   check(timeoutMs = 2000): Promise<void> {
+    return this.probe.check(timeoutMs);
+  }
+
+  private writeProbe(signal: AbortSignal): Promise<void> {
     return this.run('check', {}, async () => {
-      const controller = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      // Raced as well as signalled: not every driver call can be aborted (local fs mkdir, say).
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const error = new StorageError('STORAGE_ERROR', `storage check timed out after ${timeoutMs} ms`);
-          controller.abort(error);
-          reject(error);
-        }, timeoutMs);
-      });
-      try {
-        await Promise.race([this.driver.check(controller.signal), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      await this.driver.put(this.probeKey, Buffer.from('ok'), 'application/octet-stream', signal);
+      await this.driver.delete(this.probeKey, signal);
     });
   }
 

@@ -39,6 +39,10 @@ export class AppMetrics {
     unit: '{pause}',
     description: 'Gemini 429 answers that paused every instance',
   });
+  private readonly jobTakeovers = this.meter.createCounter('pipeline.jobs.takeovers', {
+    unit: '{job}',
+    description: 'Image jobs taken over from a worker that stopped renewing its lock (a killed or stalled instance)',
+  });
   private readonly storageDuration = this.histogram('storage.operation.duration', 's', 'Duration of one storage (S3 or local) operation');
   private readonly paletteTask = this.histogram('palette.task.duration', 's', 'Duration of one palette task in the worker pool (queue wait included)');
   private readonly generations = this.meter.createCounter('pipeline.generations', {
@@ -76,6 +80,10 @@ export class AppMetrics {
 
   recordSemaphoreWait(seconds: number): void {
     this.semaphoreWait.record(seconds);
+  }
+
+  recordJobTakeover(): void {
+    this.jobTakeovers.add(1);
   }
 
   recordQuotaWait(seconds: number): void {

@@ -84,7 +84,11 @@ describe('Storage faults: the S3 server goes away and comes back (integration)',
   it('with the bucket down: readiness 503 (storage down), generations fail STORAGE_ERROR with no image, reads of images 503', async () => {
     await s3.stop();
 
-    const ready = await http.get('/health/ready').expect(503);
+    // Readiness probes are cached for STORAGE_CHECK_TTL_MS: the outage shows within that.
+    const ready = await eventually(async () => {
+      const res = await http.get('/health/ready');
+      return res.status === 503 ? res : undefined;
+    }, 'readiness to turn 503');
     expect(ready.body).toMatchObject({ statusCode: 503, code: 'NOT_READY', details: { storage: { status: 'down', driver: 's3' } } });
     expect(ready.body.details.database.status).toBe('up');
     await http.get('/health/live').expect(200);
