@@ -7,6 +7,8 @@ import { GenerationsModule } from './generations/generations.module';
 import { HealthModule } from './health/health.module';
 import { LoggingModule } from './logging/logging.module';
 import { PalettesModule } from './palettes/palettes.module';
+import { PipelineModule } from './pipeline/pipeline.module';
+import { RedisModule } from './redis/redis.module';
 import { TelemetryModule } from './telemetry/telemetry.module';
 
 @Module({})
@@ -14,7 +16,18 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, TelemetryModule, AuthModule, DatabaseModule, GenerationsModule, PalettesModule, HealthModule],
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggingModule,
+        TelemetryModule,
+        AuthModule,
+        RedisModule.forRoot(config),
+        DatabaseModule,
+        PipelineModule.forRoot(config),
+        // ROLE=worker serves only health and metrics.
+        ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule]),
+        HealthModule,
+      ],
     };
   }
 }

@@ -22,8 +22,8 @@ export function attachShutdown(app: INestApplication, config: AppConfig, telemet
     try {
       logger.log(`${signal} received: readiness is now 503, draining generations`);
       app.get(ShutdownState).begin();
-      const { drained, interrupted } = await app.get(PipelineService).drain();
-      logger.log(`Drained ${drained} generation(s), interrupted ${interrupted}`);
+      const { finished, aborted } = await app.get(PipelineService).drain();
+      logger.log(`Drained: ${finished} image job(s) finished, ${aborted} ${config.distributed ? 'handed back to the queue' : 'interrupted'}`);
       await app.close();
       await telemetry.shutdown();
       process.exit(0);

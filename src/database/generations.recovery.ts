@@ -2,6 +2,7 @@ import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GenerationError } from '../common/generation.model';
 import { DatabaseCorruptError, DatabaseUnavailableError } from './database.errors';
+import { AppConfig } from '../config/app-config';
 import { GenerationsRepository } from './generations.repository';
 
 export const INTERRUPTED_ERROR: GenerationError = {
@@ -19,7 +20,7 @@ export interface RecoveredGeneration {
 const RETRY_PAUSES_MS = [250, 500, 1000, 2000, 4000];
 
 /**
- * Jobs live in memory, so a generation still queued or running when the process starts belongs to
+ * Embedded deployment only (in-process queue). Jobs live in memory, so a generation still queued or running when the process starts belongs to
  * a process that died or was killed mid-work (or whose final write never reached the database):
  * nothing will ever finish it. Failing it at bootstrap (before the HTTP server listens) gives
  * clients a final state instead of a record stuck forever; `atStart` then tells the image sweep
@@ -36,10 +37,19 @@ export class GenerationsRecovery implements OnApplicationBootstrap {
   /** What the bootstrap run marked INTERRUPTED; empty when it could not run. */
   readonly atStart = new Promise<RecoveredGeneration[]>((resolve) => (this.settleAtStart = resolve));
 
-  constructor(private readonly generations: GenerationsRepository) {}
+  constructor(
+    private readonly generations: GenerationsRepository,
+    private readonly config: AppConfig,
+  ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     let recovered: RecoveredGeneration[] = [];
+    if (this.config.distributed) {
+      // Other instances' workers may be running these right now: a job whose worker died is taken
+      // over by the queue, and one the queue lost is found by LostJobReconciler. Nothing to do here.
+      this.settleAtStart(recovered);
+      return;
+    }
     try {
       recovered = await this.recoverPatiently();
     } catch (error) {

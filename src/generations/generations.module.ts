@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
-import { PipelineModule } from '../pipeline/pipeline.module';
 import { GenerationStreamService } from './generation-stream.service';
 import { GenerationsController } from './generations.controller';
 
-@Module({ imports: [PipelineModule], controllers: [GenerationsController], providers: [GenerationStreamService] })
+/** The HTTP face of generations; the pipeline (global) does the work. */
+@Module({ controllers: [GenerationsController], providers: [GenerationStreamService] })
 export class GenerationsModule {}

@@ -2,7 +2,7 @@ import { Controller, Get } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import { Public } from '../auth/public.decorator';
 import { HealthCheck, HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
-import { DatabaseHealthIndicator, PaletteHealthIndicator, ShutdownHealthIndicator, StorageHealthIndicator } from './indicators';
+import { QueueHealthIndicator, DatabaseHealthIndicator, PaletteHealthIndicator, ShutdownHealthIndicator, StorageHealthIndicator } from './indicators';
 
 @ApiTags('health')
 @Public()
@@ -14,6 +14,7 @@ export class HealthController {
     private readonly database: DatabaseHealthIndicator,
     private readonly palette: PaletteHealthIndicator,
     private readonly shutdown: ShutdownHealthIndicator,
+    private readonly queue: QueueHealthIndicator,
   ) {}
 
   @Get('live')
@@ -25,7 +26,7 @@ export class HealthController {
 
   @Get('ready')
   @HealthCheck()
-  @ApiOperation({ summary: 'Readiness: storage, database, palette pool; 503 when any is down or while shutting down' })
+  @ApiOperation({ summary: 'Readiness: storage, database, palette pool, the queue (Redis, when configured); 503 when any is down or while shutting down' })
   @ApiServiceUnavailableResponse({ description: 'Not ready; `details` says which dependency is down' })
   ready(): Promise<HealthCheckResult> {
     return this.health.check([
@@ -33,6 +34,7 @@ export class HealthController {
       () => this.database.check(),
       () => this.storage.check(),
       () => this.palette.check(),
+      () => this.queue.check(),
     ]);
   }
 }

@@ -1,4 +1,5 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { JobQueue } from '../pipeline/job-queue';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { AppError } from '../common/app-error';
 import { DatabaseHealth } from '../database/database-health';
@@ -93,5 +94,27 @@ export class ShutdownHealthIndicator {
   check(key = 'lifecycle'): HealthIndicatorResult {
     const indicator = this.health.check(key);
     return this.state.shuttingDown ? indicator.down({ message: 'shutting down' }) : indicator.up();
+  }
+}
+
+/** The job queue: in-process, always up; on Redis, down while Redis does not answer (new generations get 503). */
+@Injectable()
+export class QueueHealthIndicator {
+  private readonly logger = new Logger(QueueHealthIndicator.name);
+
+  constructor(
+    private readonly health: HealthIndicatorService,
+    @Inject(JobQueue) private readonly queue: JobQueue,
+  ) {}
+
+  async check(key = 'queue'): Promise<HealthIndicatorResult> {
+    const indicator = this.health.check(key);
+    try {
+      await this.queue.ping();
+      return indicator.up({ kind: this.queue.kind });
+    } catch (error) {
+      this.logger.warn(`queue check failed: ${reason(error)}`);
+      return indicator.down({ kind: this.queue.kind, message: 'The job queue (Redis) did not answer' });
+    }
   }
 }

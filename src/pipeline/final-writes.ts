@@ -13,9 +13,15 @@ const MAX_PAUSE_MS = 15_000;
 const IMAGE_DELETE_TIMEOUT_MS = 3_000;
 
 interface Pending {
-  /** The final state as the pipeline decided it (published to listeners already). */
-  final: Generation;
-  patch: GenerationPatch;
+  /** The final state as the pipeline decided it (published to listeners already), when it is known. */
+  final: Generation | null;
+  /**
+   * Writes it; resolves with the final record written, null when the record was final already (its
+   * `images` are then deleted), or undefined when the write landed and decided nothing to announce.
+   */
+  write: () => Promise<Generation | null | undefined>;
+  /** Images that belong to no record if the write finds the record finished elsewhere. */
+  images: { key: string }[];
   since: number;
 }
 
@@ -61,7 +67,16 @@ export class PendingFinalWrites implements OnModuleDestroy {
 
   /** Takes over `final` (the generation with `patch` applied), whose write failed. */
   add(final: Generation, patch: GenerationPatch): void {
-    this.pending.set(final.id, { final, patch, since: Date.now() });
+    this.addWrite(final.id, final, () => this.repository.updateIfNotFinal(final.id, patch), patch.images ?? []);
+  }
+
+  /**
+   * Takes over a write that decides a generation's final state (`write`), which failed; `final` is
+   * the state listeners were told, if known, and `images` are deleted if the record turns out
+   * finished by someone else.
+   */
+  addWrite(id: string, final: Generation | null, write: () => Promise<Generation | null | undefined>, images: { key: string }[] = []): void {
+    this.pending.set(id, { final, write, images, since: Date.now() });
     this.schedule();
   }
 
@@ -89,12 +104,12 @@ export class PendingFinalWrites implements OnModuleDestroy {
     let failed = false;
     for (const [id, item] of this.pending) {
       try {
-        const written = await this.repository.updateIfNotFinal(id, item.patch);
+        const written = await item.write();
         this.pending.delete(id);
         if (written) {
           this.logger.log(`Recorded the final state of generation ${id} (${written.status}) ${Date.now() - item.since} ms late`);
           this.events.publish(written);
-        } else {
+        } else if (written === null) {
           await this.finishedElsewhere(item);
         }
       } catch (error) {
@@ -104,7 +119,7 @@ export class PendingFinalWrites implements OnModuleDestroy {
         }
         failed = true;
         this.logger.warn(`Still cannot record the final state of generation ${id}: ${reason(error)}`);
-        for (const { final } of this.pending.values()) this.events.publish(final);
+        for (const { final } of this.pending.values()) if (final) this.events.publish(final);
         break;
       }
     }
@@ -137,7 +152,7 @@ export class PendingFinalWrites implements OnModuleDestroy {
 
   private async finishedElsewhere(item: Pending): Promise<void> {
     // A cancel won: the images this state referenced belong to no record.
-    for (const image of item.patch.images ?? []) {
+    for (const image of item.images) {
       await this.storage
         .delete(image.key, { signal: AbortSignal.timeout(IMAGE_DELETE_TIMEOUT_MS) })
         .catch((e: unknown) => this.logger.warn(`Could not delete orphan ${image.key}: ${reason(e)}`));

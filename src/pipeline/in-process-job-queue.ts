@@ -3,6 +3,7 @@ import type { Generation } from '../common/generation.model';
 import { AbortReason, ImageJob, ImageJobHandler, JobQueue, QueueUnavailableError } from './job-queue';
 
 interface Running {
+  index: number;
   controller: AbortController;
   started: boolean;
   done: Promise<void>;
@@ -68,12 +69,16 @@ export class InProcessJobQueue extends JobQueue {
     return { finished: pending.length - left.length, aborted: left.length };
   }
 
+  async isQueued(generationId: string, index: number): Promise<boolean> {
+    return [...(this.running.get(generationId) ?? [])].some((r) => r.index === index);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
 
   private run(job: ImageJob, handler: ImageJobHandler): void {
-    const entry: Running = { controller: new AbortController(), started: false, done: Promise.resolve() };
+    const entry: Running = { index: job.index, controller: new AbortController(), started: false, done: Promise.resolve() };
     let set = this.running.get(job.generationId);
     if (!set) this.running.set(job.generationId, (set = new Set()));
     set.add(entry);

@@ -66,6 +66,8 @@ export abstract class JobQueue {
    * queue where another worker can take them (BullMQ), or `INTERRUPTED` (in-process).
    */
   abstract drain(drainMs: number): Promise<{ finished: number; aborted: number }>;
+  /** Whether the job is still in the queue's hands (waiting or running), for LostJobReconciler. */
+  abstract isQueued(generationId: string, index: number): Promise<boolean>;
   /** Readiness: rejects when the queue cannot take jobs. */
   abstract ping(): Promise<void>;
   abstract close(): Promise<void>;

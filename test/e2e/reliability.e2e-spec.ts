@@ -12,7 +12,7 @@ import { AppConfig, loadConfig } from '../../src/config/app-config';
 import type { GeminiEmulator } from '../../src/gemini/emulator/emulator.server';
 import { GeminiService } from '../../src/gemini/gemini.service';
 import { PaletteService, resolveWorkerFile } from '../../src/palette/palette.service';
-import { PipelineService } from '../../src/pipeline/pipeline.service';
+import { JobQueue } from '../../src/pipeline/job-queue';
 import { AppMetrics } from '../../src/telemetry/app-metrics';
 import { referenceImage } from '../support/images';
 
@@ -181,7 +181,7 @@ describe('Reliability: Gemini faults, deadlines, back-pressure and cancellation 
     const accepted = burst.filter((r) => r.status === 202);
     expect(accepted).toHaveLength(2);
     expect(burst.filter((r) => r.status === 429)).toHaveLength(8);
-    expect(app.get(PipelineService).queuedJobs).toBe(2);
+    expect(await app.get(JobQueue).waiting()).toBe(2);
 
     for (const g of [...accepted.map((r) => r.body as Body), running]) await http.post(`/api/v1/generations/${g.id}/cancel`).expect(200);
     await emulatorIdle();
@@ -398,7 +398,6 @@ describe('Reliability: a crashed or saturated palette pool (e2e)', () => {
     writeFileSync(triggers.stall, '');
     // Fill the pool: one task running (stalled), one queued (PALETTE_MAX_QUEUE=1).
     const uploads = [postPalette(), postPalette()].map((req) => new Promise<request.Response>((resolve, reject) => req.end((e, r) => (e ? reject(e) : resolve(r)))));
-    const pipeline = app.get(PipelineService);
     const palette = app.get(PaletteService);
     await eventually(() => (palette.stats().queued === 1 ? true : undefined), 'the palette queue to fill');
 
@@ -411,7 +410,7 @@ describe('Reliability: a crashed or saturated palette pool (e2e)', () => {
     const refused = await http.post('/api/v1/generations').send({ prompt: 'one more' }).expect(429);
     expect(refused.body).toMatchObject({ statusCode: 429, code: 'QUEUE_FULL', message: expect.stringMatching(/palette/) });
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    expect(pipeline.activeJobs).toBe(2);
+    expect(app.get(JobQueue).active).toBe(2);
 
     unlinkSync(triggers.stall);
     for (const res of await Promise.all(uploads)) expect(res.status).toBe(200);
