@@ -16,7 +16,7 @@ function problemsOf(env: Record<string, string>): string[] {
 describe('database configuration', () => {
   it('defaults to SQLite under DATA_DIR, with pool settings ready for PostgreSQL', () => {
     const config = loadConfig({ DATA_DIR: '/tmp/his-data' });
-    expect(config.database).toEqual({ url: undefined, poolSize: 10, connectTimeoutMs: 5_000, statementTimeoutMs: 30_000 });
+    expect(config.database).toEqual({ url: undefined, poolSize: 10, connectTimeoutMs: 5_000, statementTimeoutMs: 30_000, busyTimeoutMs: 1_000 });
     expect(databaseTarget(config)).toEqual({ dialect: 'sqlite', filename: databaseFile('/tmp/his-data') });
     expect(databaseFile('/tmp/his-data')).toBe(join('/tmp/his-data', 'hybrid-image-search.sqlite'));
     // An empty value is the same as unset.

@@ -21,8 +21,8 @@ import { RedisGeminiQuota } from './redis-gemini-quota';
     { provide: GEMINI_BACKOFF, useValue: DEFAULT_BACKOFF },
     {
       provide: GEMINI_QUOTA,
-      inject: [AppConfig, REDIS],
-      useFactory: (config: AppConfig, redis: RedisConnections | null): GeminiQuota =>
+      inject: [AppConfig, { token: REDIS, optional: true }],
+      useFactory: (config: AppConfig, redis: RedisConnections | null | undefined): GeminiQuota =>
         redis ? new RedisGeminiQuota(redis, quotaLimits(config)) : new InProcessGeminiQuota(quotaLimits(config)),
     },
   ],
@@ -30,6 +30,7 @@ import { RedisGeminiQuota } from './redis-gemini-quota';
 })
 export class GeminiModule implements OnModuleDestroy {
   constructor(@Inject(GEMINI_QUOTA) private readonly quota: GeminiQuota) {}
+
 
   async onModuleDestroy(): Promise<void> {
     await this.quota.close();

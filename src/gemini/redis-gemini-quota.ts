@@ -87,6 +87,8 @@ export class RedisGeminiQuota implements GeminiQuota {
   private readonly releasedChannel: string;
   private readonly waiters = new Set<Waiter>();
   private held = 0;
+  /** Renewal timers of the leases this process holds (stopped on close). */
+  private readonly renewals = new Set<NodeJS.Timeout>();
   private readonly onMessage = (channel: string) => {
     if (channel === this.releasedChannel) for (const w of [...this.waiters]) w.wake();
   };
@@ -135,11 +137,13 @@ export class RedisGeminiQuota implements GeminiQuota {
       );
     }, this.leaseMs / 3);
     renew.unref();
+    this.renewals.add(renew);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       clearInterval(renew);
+      this.renewals.delete(renew);
       this.held--;
       // If this fails (Redis down), the lease expires by itself within the lease time.
       this.redis.command.eval(RELEASE, 2, ...keys, lease, this.releasedChannel).catch((e: unknown) => this.logger.warn(`Could not release a Gemini slot: ${String(e)}`));
@@ -162,6 +166,9 @@ export class RedisGeminiQuota implements GeminiQuota {
   }
 
   async close(): Promise<void> {
+    // Leases still held expire by themselves once no longer renewed.
+    for (const timer of this.renewals) clearInterval(timer);
+    this.renewals.clear();
     this.redis.subscriber.off('message', this.onMessage);
     for (const w of [...this.waiters]) w.wake();
     await this.redis.subscriber.unsubscribe(this.releasedChannel).catch(() => undefined);

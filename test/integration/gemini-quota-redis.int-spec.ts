@@ -102,7 +102,8 @@ describe('RedisGeminiQuota (real Redis)', () => {
   it('a lease that is not renewed (its process died) expires and frees the slot', async () => {
     const [a, b] = instances(2, { maxConcurrency: 1, perClient: 1, ratePerMinute: 0 }, 600);
     await a.acquire(undefined);
-    // Simulate the holder's death: stop its renewals by closing its connections, never releasing.
+    // Simulate the holder's death: stop its renewals and close its connections, never releasing.
+    await a.close();
     await connections[0].close();
     const release = await b.acquire(undefined);
     release();

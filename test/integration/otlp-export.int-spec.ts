@@ -53,7 +53,7 @@ describe('OTLP export', () => {
   }
 
   it('exports request → pipeline → gemini/upload/palette spans with correct parent links', async () => {
-    const wanted = ['POST /api/v1/generations', 'pipeline.generation', 'pipeline.gemini', 'pipeline.upload', 'pipeline.palette'];
+    const wanted = ['POST /api/v1/generations', 'pipeline.image', 'pipeline.gemini', 'pipeline.upload', 'pipeline.palette'];
     await receiver.waitFor(
       () => wanted.every((n) => byName(n).length > 0) && receiver.spans().some((s) => s.kind === CLIENT && s.name.startsWith('generate_content')),
       15_000,
@@ -66,7 +66,7 @@ describe('OTLP export', () => {
     expect(request.resource).toMatchObject({ 'service.name': 'his-otlp-test', 'service.version': PKG_VERSION });
     expect(request.resource['service.instance.id']).toEqual(expect.any(String));
 
-    const [pipeline] = byName('pipeline.generation');
+    const [pipeline] = byName('pipeline.image');
     expect(pipeline.traceId).toBe(request.traceId);
     expect(ancestors(pipeline)).toContain(request);
 

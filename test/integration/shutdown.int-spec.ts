@@ -104,9 +104,9 @@ describe('Graceful shutdown of the service process (integration)', () => {
       expect(await json(refused)).toEqual({ statusCode: 503, code: 'SHUTTING_DOWN', message: expect.any(String) });
 
       expect(await exit).toEqual({ code: 0, signal: null });
-      expect(svc.logs()).toContain('Drained 1 generation(s), interrupted 0');
+      expect(svc.logs()).toContain('Drained: 1 image job(s) finished, 0 interrupted');
       // The pipeline span of the drained generation and its metrics arrived only through the final flush.
-      expect(receiver.spans().map((s) => s.name)).toContain('pipeline.generation');
+      expect(receiver.spans().map((s) => s.name)).toContain('pipeline.image');
       expect(receiver.metricNames()).toContain('pipeline.generations');
 
       const restarted = await start({});
@@ -128,7 +128,7 @@ describe('Graceful shutdown of the service process (integration)', () => {
     expect(queuedOne.status).toBe('queued');
 
     expect(await svc.stop('SIGTERM')).toEqual({ code: 0, signal: null });
-    expect(svc.logs()).toContain('Drained 0 generation(s), interrupted 2');
+    expect(svc.logs()).toContain('Drained: 0 image job(s) finished, 2 interrupted');
 
     const restarted = await start({});
     // Written by the shutdown itself: start-up recovery found nothing left unfinished.
@@ -167,7 +167,7 @@ describe('Graceful shutdown of the service process (integration)', () => {
 
       // Without aborting the upload, the drain would wait for the S3 client's own timeouts (minutes).
       expect(await svc.stop('SIGTERM')).toEqual({ code: 0, signal: null });
-      expect(svc.logs()).toContain('Drained 0 generation(s), interrupted 1');
+      expect(svc.logs()).toContain('Drained: 0 image job(s) finished, 1 interrupted');
 
       const restarted = await start({});
       expect(await client(restarted).generation(g.id)).toMatchObject({ status: 'failed', stage: 'upload', images: [], error: { code: 'INTERRUPTED' } });
