@@ -49,6 +49,8 @@ export class BullMqJobQueue extends JobQueue {
   private readonly cancelChannel: string;
   private readonly running = new Map<string, Set<Running>>();
   private worker: Worker | undefined;
+  /** Set by drain(): a job fetched after it (by a fetch already under way) goes straight back. */
+  private draining = false;
   private count = 0;
   private waitingCache: { at: number; value: number } | undefined;
   /** Jobs this instance enqueued since the cached count was read. */
@@ -159,8 +161,9 @@ export class BullMqJobQueue extends JobQueue {
   async drain(drainMs: number): Promise<{ finished: number; aborted: number }> {
     const worker = this.worker;
     if (!worker) return { finished: 0, aborted: 0 };
-    // No new jobs; running ones go on.
-    await worker.pause(true).catch(() => undefined);
+    this.draining = true;
+    // No new jobs (close() stops fetching at once and waits for the running ones, which go on).
+    const closed = worker.close().catch((e: unknown) => this.logger.warn(`Closing the worker: ${String(e)}`));
     const all = () => [...this.running.values()].flatMap((set) => [...set]);
     const pending = all();
     if (pending.length > 0) {
@@ -174,6 +177,7 @@ export class BullMqJobQueue extends JobQueue {
     // Another worker finishes them: back to waiting, not failed.
     for (const r of left) r.controller.abort('HANDED_BACK' satisfies AbortReason);
     await Promise.allSettled(left.map((r) => r.done));
+    await closed;
     return { finished: pending.length - left.length, aborted: left.length };
   }
 
@@ -184,7 +188,7 @@ export class BullMqJobQueue extends JobQueue {
   async close(): Promise<void> {
     this.redis.subscriber.off('message', this.onMessage);
     await this.redis.subscriber.unsubscribe(this.cancelChannel).catch(() => undefined);
-    await this.worker?.close().catch((e: unknown) => this.logger.warn(`Closing the worker: ${String(e)}`));
+    if (!this.draining) await this.worker?.close().catch((e: unknown) => this.logger.warn(`Closing the worker: ${String(e)}`));
     await this.queue.close().catch(() => undefined);
   }
 
@@ -196,6 +200,10 @@ export class BullMqJobQueue extends JobQueue {
   }
 
   private async process(job: Job, token: string | undefined, signal: AbortSignal | undefined, handler: ImageJobHandler): Promise<void> {
+    if (this.draining) {
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
     const controller = new AbortController();
     signal?.addEventListener('abort', () => controller.abort('CANCELED' satisfies AbortReason), { once: true });
     const data = job.data as ImageJob;
