@@ -2,7 +2,8 @@
  * `npm run bench`: runs every `*.bench.js` beside this file (compiled from test/bench/*.bench.ts),
  * one after another so they do not compete for the cores, and prints one JSON summary as the last
  * line: `{ "<name>": <what its run() returned>, … }`. Arguments pick benches by name
- * (`main.js palette database`); none runs them all. Progress goes to stderr.
+ * (`main.js palette database`); none runs them all. Arguments starting with `--` are left to the
+ * benches themselves (`main.js hostile --service-dir=../old`). Progress goes to stderr.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ interface BenchModule {
 }
 
 async function main(): Promise<void> {
-  const wanted = new Set(process.argv.slice(2));
+  const wanted = new Set(process.argv.slice(2).filter((arg) => !arg.startsWith('--')));
   const names = readdirSync(__dirname)
     .filter((f) => f.endsWith('.bench.js'))
     .map((f) => f.slice(0, -'.bench.js'.length))

@@ -74,14 +74,18 @@ export async function freePort(): Promise<number> {
  * answers), and waits until `/health/live` answers 200. `env` adds to or overrides that
  * environment; a value of `undefined` removes a variable. The parent's OTEL_*, GEMINI_*, S3_*,
  * DATABASE_* and REDIS_URL variables are not passed on, so a developer's shell cannot point a test
- * at a real backend.
+ * at a real backend. `options.serviceDir` runs another checkout's built service (its `dist/main.js`,
+ * with that checkout as the working directory) instead of this one's: a benchmark comparing an old
+ * commit with today's.
  */
 export async function startService(
   env: Record<string, string | undefined> = {},
-  options: { readyTimeoutMs?: number } = {},
+  options: { readyTimeoutMs?: number; serviceDir?: string } = {},
 ): Promise<ServiceProcess> {
-  if (!existsSync(SERVICE_ENTRY)) {
-    throw new Error(`${SERVICE_ENTRY} is missing: run \`npm run build\` (npm test builds first)`);
+  const cwd = options.serviceDir ?? ROOT;
+  const entry = options.serviceDir === undefined ? SERVICE_ENTRY : join(options.serviceDir, 'dist', 'main.js');
+  if (!existsSync(entry)) {
+    throw new Error(`${entry} is missing: run \`npm run build\` there (npm test builds first)`);
   }
   const ownDataDir = env.DATA_DIR === undefined;
   const dataDir = env.DATA_DIR ?? (await mkdtemp(join(tmpdir(), 'his-service-')));
@@ -103,7 +107,7 @@ export async function startService(
     if (value !== undefined) childEnv[key] = value;
   }
 
-  const child = spawn(process.execPath, [SERVICE_ENTRY], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [entry], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const all = new LogBuffer();
   const stdoutOnly = new LogBuffer();
   child.stdout!.on('data', (c: Buffer) => {
