@@ -9,7 +9,9 @@
  *   Reads the text parts of `contents` and `generationConfig.imageConfig.aspectRatio` and answers
  *   like Gemini 2.5 Flash Image: a PNG in `candidates[0].content.parts[].inlineData`, a text part
  *   too when `responseModalities` asks for TEXT, `usageMetadata` with 1290 output tokens per image.
- * - `GET /health` → 200. Anything else → 404. Errors use Google's shape
+ * - `GET /health` → 200. `GET /stats` → the counters of `stats()` as JSON (requests, calls in flight
+ *   and the most at once, client aborts, outcomes), so a harness can read a standalone emulator's
+ *   counters; reading them counts as nothing. Anything else → 404. Errors use Google's shape
  *   `{ error: { code, message, status } }`.
  *
  * Pictures: deterministic PNGs at Gemini's sizes per aspect ratio (1:1 1024×1024, 3:4 864×1184,
@@ -342,9 +344,29 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
     });
   }
 
+  function snapshot(): EmulatorStats {
+    return {
+      ...stats,
+      inFlight,
+      maxInFlight,
+      byStatus: { ...stats.byStatus },
+      byOutcome: { ...stats.byOutcome },
+      byApiVersion: { ...stats.byApiVersion },
+      renders: cache.renders,
+      cacheHits: cache.hits,
+    };
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://emulator').pathname;
     if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && path === '/stats') {
+      // Not through send(): reading the counters must not change them (byStatus).
+      const json = JSON.stringify(snapshot());
+      res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store' });
+      res.end(json);
+      return;
+    }
     const route = ROUTE.exec(path);
     if (!route || req.method !== 'POST') throw new HttpError(404, 'NOT_FOUND', `${req.method} ${path} is not a Gemini API route this emulator serves.`);
 
@@ -385,16 +407,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
     url: `http://${host}:${port}`,
     port,
     options,
-    stats: () => ({
-      ...stats,
-      inFlight,
-      maxInFlight,
-      byStatus: { ...stats.byStatus },
-      byOutcome: { ...stats.byOutcome },
-      byApiVersion: { ...stats.byApiVersion },
-      renders: cache.renders,
-      cacheHits: cache.hits,
-    }),
+    stats: snapshot,
     resetStats: () => {
       stats = emptyStats();
       maxInFlight = inFlight;
