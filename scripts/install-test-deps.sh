@@ -3,6 +3,7 @@
 #   - Chromium, for the Swagger UI browser test (playwright-core drives /usr/bin/chromium; it never
 #     downloads a browser);
 #   - Prometheus, unpacked into .tools/ (scripts/install-prometheus.sh), for the dashboard proof;
+#   - nginx (scripts/install-nginx.sh), the load balancer of the distributed load scenario's self-test;
 #   - PostgreSQL and Redis answering on 127.0.0.1:5432 / :6379, started (and installed) when they
 #     do not (scripts/start-test-services.sh).
 # Idempotent and quick when all are present. Run by `npm test` (pretest) and by .ci/run.
@@ -24,5 +25,8 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 bash "$root/scripts/install-prometheus.sh" >/dev/null
+
+# nginx, for the distributed load scenario's self-test (test/load/distributed-load.int-spec.ts).
+bash "$root/scripts/install-nginx.sh" >/dev/null
 
 bash "$root/scripts/start-test-services.sh"

@@ -11,7 +11,8 @@ import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { renderPng } from '../../src/gemini/emulator/emulator-image';
 import { parseOptions, type LoadOptions } from './options';
-import { loadAverage, ROOT, startEmulator, useDistSnapshot, type EmulatorProcess } from './processes';
+import { loadAverage, ROOT, startEmulator, useDistSnapshot, warmEmulator, type EmulatorProcess } from './processes';
+import { planDistributed, runDistributedScenario, type DistributedResult } from './distributed';
 import { capacityAnswer, writeReport, type LoadResults } from './report';
 import { planScenarios, runScenario, type ScenarioResult } from './scenarios';
 import { multipartImage } from './traffic';
@@ -41,42 +42,11 @@ export const PROMPTS = [
 
 const log = (line: string) => process.stderr.write(`[load] ${line}\n`);
 
-async function warmEmulator(emulator: EmulatorProcess): Promise<Buffer> {
-  let firstPng: Buffer | undefined;
-  for (const prompt of PROMPTS) {
-    // Faults are rolled per request even with a latency directive: a few tries, each bounded.
-    for (let attempt = 0; attempt < 4; attempt++) {
-      try {
-        const res = await fetch(`${emulator.url}/v1/models/gemini-2.5-flash-image:generateContent`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-goog-api-key': 'load-test' },
-          body: JSON.stringify({
-            contents: [{ role: 'user', parts: [{ text: `${prompt} [emulator:latency=0]` }] }],
-            generationConfig: { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: '1:1' } },
-          }),
-          signal: AbortSignal.timeout(5000),
-        });
-        if (!res.ok) continue;
-        const body = (await res.json()) as { candidates?: { content?: { parts?: { inlineData?: { data?: string } }[] } }[] };
-        const data = body.candidates?.[0]?.content?.parts?.find((p) => p.inlineData?.data)?.inlineData?.data;
-        if (data) {
-          firstPng ??= Buffer.from(data, 'base64');
-          break;
-        }
-      } catch {
-        // a hang or a refused connection: try again
-      }
-    }
-  }
-  if (!firstPng) throw new Error('the emulator produced no image during warm-up');
-  return firstPng;
-}
-
 function compact(scenarios: ScenarioResult[]): unknown {
   return Object.fromEntries(
     scenarios.map((s) => [
       s.name,
-      s.runs.map((run) => ({
+      s.distributed ? compactDistributed(s.distributed) : s.runs.map((run) => ({
         run: run.name,
         settings: run.env,
         steps: run.steps.map(({ lightP99BySecond: _perSecond, fromT: _from, toT: _to, ...step }) => step),
@@ -88,6 +58,14 @@ function compact(scenarios: ScenarioResult[]): unknown {
       })),
     ]),
   );
+}
+
+/** The distributed scenario without its time series and per-job list (they stay in the results file). */
+function compactDistributed(result: DistributedResult): unknown {
+  return result.runs.map(({ timeline: _timeline, kill, ...run }) => ({
+    ...run,
+    ...(kill ? { kill: { ...kill, takeover: { ...kill.takeover, records: kill.takeover.records.slice(0, 10) } } } : {}),
+  }));
 }
 
 async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void): Promise<LoadResults> {
@@ -111,7 +89,7 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
       load1After: loadAverage()?.[0] ?? null,
     },
     emulator: {
-      latency: opts.target ? 'the target\'s own Gemini' : opts.latency,
+      latency: opts.target ? 'the target\'s own Gemini' : opts.scenarios.every((n) => n === 'distributed') ? 'see the distributed scenario\'s settings' : opts.latency,
       rate429: opts.rate429,
       hangRate: opts.hangRate,
       nice: opts.emulatorNice,
@@ -122,8 +100,9 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
   const removeSnapshot = opts.target ? () => undefined : useDistSnapshot();
   try {
     let png: Buffer;
-    if (opts.target) {
-      // No emulator of ours to ask: paint the same kind of picture locally for the palette uploads.
+    if (opts.target || opts.scenarios.every((name) => name === 'distributed')) {
+      // No emulator of ours to ask (or none needed: the distributed scenario starts its own): paint
+      // the same kind of picture locally for the palette uploads.
       png = await renderPng(PROMPTS[0], '1:1');
     } else {
       emulator = await startEmulator(
@@ -139,13 +118,19 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
       // take CPU from the service when both want it (its own latency is timer-driven anyway).
       if (opts.emulatorNice > 0) setPriority(emulator.pid, opts.emulatorNice);
       log(`emulator pid ${emulator.pid} at ${emulator.url}, latency ${opts.latency}, nice ${opts.emulatorNice}`);
-      png = await warmEmulator(emulator);
+      png = await warmEmulator(emulator.url, PROMPTS);
     }
     const paletteUpload = multipartImage(png, 5);
     for (const plan of planScenarios(opts)) {
       const started = Date.now();
       log(`scenario ${plan.name}: ${plan.description}`);
-      scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, workDir, log }));
+      if (plan.name === 'distributed') {
+        // Its own emulator, services, nginx, database and Redis: see distributed.ts.
+        const distributed = await runDistributedScenario(planDistributed(opts), { opts, prompts: PROMPTS, paletteUpload, workDir, log });
+        scenarios.push({ name: plan.name, description: plan.description, runs: [], distributed });
+      } else {
+        scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, workDir, log }));
+      }
       log(`scenario ${plan.name} done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
       // A long run that dies later keeps what it measured so far.
       onProgress(results());
@@ -173,6 +158,7 @@ async function main(): Promise<void> {
   writeFileSync(out, JSON.stringify(results));
   log(`full results (time series included): ${out}`);
   if (opts.report) for (const file of writeReport(results, docFile, chartDir)) log(`wrote ${file}`);
+  const distributedSummary = results.scenarios.find((s) => s.distributed)?.distributed?.summary;
   console.log(
     JSON.stringify({
       startedAt: results.startedAt,
@@ -180,6 +166,7 @@ async function main(): Promise<void> {
       machine: results.machine,
       emulator: results.emulator,
       capacity: capacityAnswer(results),
+      ...(distributedSummary ? { distributed: distributedSummary } : {}),
       scenarios: compact(results.scenarios),
       resultsFile: out,
     }),

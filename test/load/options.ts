@@ -25,10 +25,34 @@
  *   --report-from=FILE[,FILE…]           only regenerate the report from saved results: the first gives the
  *                                        tables and charts, the others add their profiles (e.g. a --cpu-profile run)
  *   --out=FILE          LOAD_OUT         where to save the full results (time series included)
+ *
+ * The distributed scenario (not in the default set: it needs nginx, PostgreSQL and redis-server; see
+ * distributed.ts and docs/scaling.md):
+ *   --distributed-rate=N     LOAD_DISTRIBUTED_RATE     generations/s offered (default 4 short, 8 full)
+ *   --distributed-limit=N    LOAD_DISTRIBUTED_LIMIT    the global GEMINI_MAX_CONCURRENCY (default: what
+ *                                                      the rate keeps ≈ 80 % busy at the emulator's mean latency)
+ *   --distributed-latency=SPEC LOAD_DISTRIBUTED_LATENCY its emulator's latency (default lognormal, median
+ *                                                      3 s short / 6 s full)
+ *   --queue-lock-ms=N        LOAD_QUEUE_LOCK_MS        QUEUE_LOCK_MS of the instances (default 5000)
+ *   --distributed-runs=a,b   LOAD_DISTRIBUTED_RUNS     embedded,distributed (default both: the CPU comparison)
+ *   --distributed-restart=B  LOAD_DISTRIBUTED_RESTART  start the killed instance again (default true)
  */
 
-export const SCENARIO_NAMES = ['reads', 'steady', 'burst', 'mixed', 'soak', 'palette', 'moonshot'] as const;
+export const SCENARIO_NAMES = ['reads', 'steady', 'burst', 'mixed', 'soak', 'palette', 'moonshot', 'distributed'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+/** What runs without --scenarios: everything but the distributed scenario, which needs servers beside Node. */
+export const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIO_NAMES.filter((n) => n !== 'distributed');
+export const DISTRIBUTED_RUNS = ['embedded', 'distributed'] as const;
+export type DistributedRunName = (typeof DISTRIBUTED_RUNS)[number];
+
+export interface DistributedOptions {
+  rate: number | undefined;
+  limit: number | undefined;
+  latency: string | undefined;
+  queueLockMs: number;
+  runs: DistributedRunName[];
+  restart: boolean;
+}
 
 export interface LoadOptions {
   scenarios: ScenarioName[];
@@ -51,6 +75,7 @@ export interface LoadOptions {
   report: boolean;
   reportFrom: string | undefined;
   out: string | undefined;
+  distributed: DistributedOptions;
   /** The command line as typed, for the report. */
   argv: string[];
 }
@@ -69,6 +94,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
   const known = new Set([
     'scenarios', 'profile', 'rates', 'soak-seconds', 'soak-rate', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
     'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'memory-detail', 'report', 'report-from', 'out',
+    'distributed-rate', 'distributed-limit', 'distributed-latency', 'queue-lock-ms', 'distributed-runs', 'distributed-restart',
   ]);
   const unknown = [...flags.keys()].filter((k) => !known.has(k));
   if (unknown.length > 0) throw new Error(`Unknown flag(s): ${unknown.map((k) => `--${k}`).join(', ')}`);
@@ -83,7 +109,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
   const bool = (flag: string, variable: string) => ['1', 'true', 'yes'].includes((get(flag, variable) ?? '').toLowerCase());
 
   const scenarioText = get('scenarios', 'LOAD_SCENARIOS');
-  const scenarios = scenarioText ? scenarioText.split(',').map((s) => s.trim()).filter(Boolean) : [...SCENARIO_NAMES];
+  const scenarios = scenarioText ? scenarioText.split(',').map((s) => s.trim()).filter(Boolean) : [...DEFAULT_SCENARIOS];
   const bad = scenarios.filter((s) => !(SCENARIO_NAMES as readonly string[]).includes(s));
   if (bad.length > 0) throw new Error(`Unknown scenario(s) ${bad.join(', ')}; known: ${SCENARIO_NAMES.join(', ')}`);
 
@@ -110,6 +136,23 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     target = { baseUrl: base.origin, metricsUrl, pid: pidText ? Number(pidText) : undefined };
   }
 
+  const runsText = get('distributed-runs', 'LOAD_DISTRIBUTED_RUNS');
+  const distributedRuns = runsText ? runsText.split(',').map((s) => s.trim()).filter(Boolean) : [...DISTRIBUTED_RUNS];
+  const badRuns = distributedRuns.filter((r) => !(DISTRIBUTED_RUNS as readonly string[]).includes(r));
+  if (badRuns.length > 0 || distributedRuns.length === 0) throw new Error(`--distributed-runs: one or both of ${DISTRIBUTED_RUNS.join(', ')}, got ${runsText}`);
+  const restartText = (get('distributed-restart', 'LOAD_DISTRIBUTED_RESTART') ?? 'true').toLowerCase();
+  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(restartText)) throw new Error(`--distributed-restart: true or false, got ${restartText}`);
+  const optionalNum = (flag: string, variable: string, check: (n: number) => boolean) => (get(flag, variable) ? num(flag, variable, 0, check) : undefined);
+  const distributed: DistributedOptions = {
+    rate: optionalNum('distributed-rate', 'LOAD_DISTRIBUTED_RATE', (n) => n > 0 && n <= 200),
+    limit: optionalNum('distributed-limit', 'LOAD_DISTRIBUTED_LIMIT', (n) => Number.isInteger(n) && n >= 1 && n <= 10_000),
+    latency: get('distributed-latency', 'LOAD_DISTRIBUTED_LATENCY'),
+    // QUEUE_LOCK_MS's own bounds (src/config/env.dto.ts).
+    queueLockMs: num('queue-lock-ms', 'LOAD_QUEUE_LOCK_MS', 5000, (n) => Number.isInteger(n) && n >= 1000 && n <= 600_000),
+    runs: distributedRuns as DistributedRunName[],
+    restart: ['true', '1', 'yes'].includes(restartText),
+  };
+
   const probability = (n: number) => n >= 0 && n <= 1;
   return {
     scenarios: scenarios as ScenarioName[],
@@ -132,6 +175,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     report: bool('report', 'LOAD_REPORT'),
     reportFrom: get('report-from', 'LOAD_REPORT_FROM'),
     out: get('out', 'LOAD_OUT'),
+    distributed,
     argv,
   };
 }

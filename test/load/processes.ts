@@ -7,6 +7,7 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { EmulatorStats } from '../../src/gemini/emulator/emulator.server';
 import { freePort } from '../support/service-process';
 
 /** The package root, found upwards from here (this file runs from test/load and dist-tools/test/load). */
@@ -66,7 +67,8 @@ export interface ManagedProcess {
 }
 
 /** Variables of the harness's own shell that must not leak into the service or emulator. */
-const PRIVATE_ENV = /^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|PALETTE_|PIPELINE_|EMULATOR_|LOAD_|NODE_OPTIONS$|PORT$|DATA_DIR$|API_KEYS$|LOG_LEVEL$|MAX_ACTIVE_GENERATIONS_PER_CLIENT$|RATE_LIMIT_PER_MINUTE$)/;
+const PRIVATE_ENV =
+  /^(OTEL_|GEMINI_|S3_|AWS_|METRICS_|PALETTE_|PIPELINE_|EMULATOR_|LOAD_|DATABASE_|REDIS_|QUEUE_|NODE_OPTIONS$|PORT$|DATA_DIR$|API_KEYS$|LOG_LEVEL$|MAX_ACTIVE_GENERATIONS_PER_CLIENT$|RATE_LIMIT_PER_MINUTE$|ROLE$|WORKER_CONCURRENCY$)/;
 
 function spawnNode(entry: string, env: Record<string, string>, logFile: string, execArgv: string[] = []): { child: ChildProcess; managed: ManagedProcess } {
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first (\`npm run load\` does)`);
@@ -138,9 +140,53 @@ export async function startEmulator(env: Record<string, string>, logFile: string
   return { ...managed, url };
 }
 
+/**
+ * Renders each prompt once (the emulator caches the PNGs), so that the measured traffic finds them
+ * cached; returns the first image, for palette uploads.
+ */
+export async function warmEmulator(url: string, prompts: readonly string[]): Promise<Buffer> {
+  let firstPng: Buffer | undefined;
+  for (const prompt of prompts) {
+    // Faults are rolled per request even with a latency directive: a few tries, each bounded.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        const res = await fetch(`${url}/v1/models/gemini-2.5-flash-image:generateContent`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-goog-api-key': 'load-test' },
+          body: JSON.stringify({
+            contents: [{ role: 'user', parts: [{ text: `${prompt} [emulator:latency=0]` }] }],
+            generationConfig: { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: '1:1' } },
+          }),
+          signal: AbortSignal.timeout(5000),
+        });
+        if (!res.ok) continue;
+        const body = (await res.json()) as { candidates?: { content?: { parts?: { inlineData?: { data?: string } }[] } }[] };
+        const data = body.candidates?.[0]?.content?.parts?.find((p) => p.inlineData?.data)?.inlineData?.data;
+        if (data) {
+          firstPng ??= Buffer.from(data, 'base64');
+          break;
+        }
+      } catch {
+        // a hang or a refused connection: try again
+      }
+    }
+  }
+  if (!firstPng) throw new Error('the emulator produced no image during warm-up');
+  return firstPng;
+}
+
+/** The counters of an emulator process (`GET /stats`; see src/gemini/emulator/emulator.server.ts). */
+export async function emulatorStats(url: string): Promise<EmulatorStats> {
+  const res = await fetch(`${url}/stats`, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`${url}/stats answered ${res.status}`);
+  return (await res.json()) as EmulatorStats;
+}
+
 export interface ServiceProcess extends ManagedProcess {
   baseUrl: string;
   metricsUrl: string;
+  port: number;
+  metricsPort: number;
 }
 
 /**
@@ -154,9 +200,12 @@ export async function startService(opts: {
   logFile: string;
   cpuProfileDir?: string;
   nodeArgs?: string[];
+  /** Fixed ports (an instance started again behind a load balancer keeps its address); free ones by default. */
+  port?: number;
+  metricsPort?: number;
 }): Promise<ServiceProcess> {
-  const port = await freePort();
-  const metricsPort = await freePort();
+  const port = opts.port ?? (await freePort());
+  const metricsPort = opts.metricsPort ?? (await freePort());
   const env: Record<string, string> = {
     ...PRODUCTION_MEMORY_ENV,
     PORT: String(port),
@@ -178,7 +227,7 @@ export async function startService(opts: {
     await managed.stop(1000);
     throw error;
   }
-  return { ...managed, baseUrl, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+  return { ...managed, baseUrl, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, port, metricsPort };
 }
 
 /** Copies left by runs that were killed before they could remove their own. */

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import type { ProfileSummary } from './cpu-profile';
+import type { DistributedResult } from './distributed';
 import type { MemoryDetail } from './memory-detail';
 import { FLAT_MB_PER_MIN, type RunResult, type ScenarioResult, type StepResult } from './scenarios';
 import { round } from './stats';
@@ -433,6 +434,37 @@ function generationRows(step: StepResult): string {
   ].join('\n');
 }
 
+/** The distributed scenario's answers and its runs side by side (docs/scaling.md explains them). */
+export function distributedRows(d: DistributedResult): string {
+  const s = d.summary;
+  const cpu = (p: Record<string, number | null> | null) =>
+    p ? `${fmt(p.services)} (PostgreSQL ${fmt(p.postgres)} + server ${fmt(p.postgresServer)}, Redis ${fmt(p.redis)}, nginx ${fmt(p.nginx)}; emulator ${fmt(p.emulator)}, load generator ${fmt(p.loadGenerator)})` : 'not run';
+  return [
+    `Topology: ${s.topology}. Settings: ${s.settings.rate} generations/s, global Gemini limit ${s.settings.geminiLimit}, QUEUE_LOCK_MS=${s.settings.queueLockMs}, ` +
+      `emulator \`${s.settings.latency}\` (429 rate ${s.settings.rate429}, hang rate ${s.settings.hangRate}); measured window ${s.settings.windowS} s, ` +
+      `then ${s.settings.afterKillS} s after the kill${s.settings.restartAfterS === null ? '' : `, the instance started again after ${s.settings.restartAfterS} s`}.`,
+    '',
+    table(
+      ['question', 'answer'],
+      [
+        ['generations lost (not final, or failed INTERRUPTED): distributed / embedded', `${fmt(s.lostGenerations.distributed)} / ${fmt(s.lostGenerations.embedded)} (target 0)`],
+        [
+          'jobs taken over; longest wait from the kill to the job\'s next start / to its Gemini call\'s new start',
+          s.takeover ? `${s.takeover.jobs}; ${fmt(s.takeover.longestJobRestartMs, ' ms')} / ${fmt(s.takeover.longestGeminiRestartMs, ' ms')}` : 'no kill',
+        ],
+        ['emulator\'s most concurrent calls: distributed / embedded (global limit)', `${fmt(s.emulatorMaxInFlight.distributed)} / ${fmt(s.emulatorMaxInFlight.embedded)} (${s.emulatorMaxInFlight.limit})`],
+        ['CPU ms per generation, embedded: services (data stores; others)', cpu(s.cpuPerGenerationMs.embedded)],
+        ['CPU ms per generation, distributed: services (data stores; others)', cpu(s.cpuPerGenerationMs.distributed)],
+        [
+          'distributed ÷ embedded, services / with PostgreSQL, Redis and nginx',
+          `${fmt(s.cpuPerGenerationMs.servicesRatio)} / ${fmt(s.cpuPerGenerationMs.withDataStoresRatio)} (target ≤ 1.2: ${s.cpuPerGenerationMs.met === null ? '–' : s.cpuPerGenerationMs.met ? 'met' : 'not met'})`,
+        ],
+        ['nginx: requests passed to the other instance / 502-504 answers', s.balancer ? `${s.balancer.passedToNextUpstream} / ${s.balancer.gatewayErrors}` : '–'],
+      ],
+    ),
+  ].join('\n');
+}
+
 function memoryDetailRows(d: MemoryDetail): string {
   return [
     `Memory by kind (\`--memory-detail\`: the service's own samples, ${d.samples} over the last ${d.windowS} s; start and end are means of the first and last ${d.edgeS} s):`,
@@ -523,6 +555,7 @@ export function markdown(results: LoadResults, chartDir: string, docFile: string
   const chartList = charts(results);
   for (const scenario of results.scenarios) {
     lines.push(`#### ${scenario.name}`, '', `${scenario.description}.`, '');
+    if (scenario.distributed) lines.push(distributedRows(scenario.distributed), '');
     for (const run of scenario.runs) {
       const harnessDelay = Math.max(0, ...run.steps.map((s) => s.service.harnessEventLoopDelayP99Ms ?? 0));
       lines.push(

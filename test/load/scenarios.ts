@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { HttpDriver, LIGHT_ROUTES, RouteRecorder, ROUTES } from './http-driver';
+import { DESCRIPTION as DISTRIBUTED_DESCRIPTION, type DistributedResult } from './distributed';
 import { memoryDetailOf, PROBE_FILE, PROBE_MODULE, readProbeSamples, type MemoryDetail } from './memory-detail';
 import type { LoadOptions, ScenarioName } from './options';
 import { loadAverage, startService } from './processes';
@@ -176,6 +177,8 @@ export function planScenarios(opts: LoadOptions): ScenarioPlan[] {
         ],
       };
     },
+    // Run by distributed.ts (its own services, nginx, PostgreSQL and Redis), not as steps of one service.
+    distributed: () => ({ name: 'distributed', description: DISTRIBUTED_DESCRIPTION, runs: [] }),
     moonshot: () => ({
       name: 'moonshot',
       description: `the target to beat: ${opts.moonshotRate} generations/s of 1024² images with the semaphore raised, Prefer: wait=60, plus light probes`,
@@ -345,6 +348,8 @@ export interface ScenarioResult {
   name: ScenarioName;
   description: string;
   runs: RunResult[];
+  /** The distributed scenario's own results (its runs are not steps of one service; see distributed.ts). */
+  distributed?: DistributedResult;
 }
 
 export interface RunContext {
@@ -467,7 +472,7 @@ async function saturate(baseUrl: string, plan: SaturationPlan, ids: string[], lo
 }
 
 /** A few finished generations (the emulator answers at once for these prompts) for the read routes. */
-async function seed(driver: HttpDriver, prompts: string[]): Promise<{ ids: string[]; images: string[] }> {
+export async function seed(driver: HttpDriver, prompts: string[]): Promise<{ ids: string[]; images: string[] }> {
   const ids: string[] = [];
   for (let i = 0; i < 12; i++) {
     const answer = await driver.send('createWait', 'POST', '/api/v1/generations', {

@@ -216,6 +216,16 @@ export class TrafficRunner {
   }
 
   /**
+   * Waits, at most `timeoutMs`, for the journeys under way to end by themselves (their generations
+   * final, or MAX_JOURNEY_MS reached); returns how many are still going.
+   */
+  async settle(timeoutMs: number): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.journeys.size > 0 && performance.now() < deadline) await sleep(Math.min(250, Math.max(1, deadline - performance.now())));
+    return this.journeys.size;
+  }
+
+  /**
    * Ends every journey: outstanding requests are aborted and generations not yet final are counted
    * as unfinished by the workload that created them.
    */

@@ -47,6 +47,8 @@ export interface PrivateRedis {
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
   readonly running: boolean;
+  /** The server's process id while it runs (for its CPU in /proc). */
+  readonly pid: number | undefined;
   /** Stops the server (default SIGTERM; SIGKILL for a crash) and waits for its exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Starts it again on the same port, empty (nothing is persisted). */
@@ -133,6 +135,9 @@ export async function startRedisServer(options: { port?: number; readyTimeoutMs?
     url: `redis://127.0.0.1:${port}`,
     get running() {
       return child !== undefined;
+    },
+    get pid() {
+      return child?.pid;
     },
     start,
     async stop(signal) {
