@@ -17,7 +17,7 @@
  *   run's database), Redis (the private server), nginx, the emulator and the load generator, over the
  *   same measured window of each run (the distributed one before its kill).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DatabaseSync } from 'node:sqlite';
@@ -412,10 +412,6 @@ class CpuMeter {
     if (now !== undefined) this.procs.set(pid, { group, first: now, last: now });
   }
 
-  has(pid: number): boolean {
-    return this.procs.has(pid);
-  }
-
   sample(): void {
     for (const [pid, p] of this.procs) {
       const now = readProc(pid)?.cpuSeconds;
@@ -432,7 +428,7 @@ class CpuMeter {
     return out;
   }
 
-  /** Seconds per group of the services' processes alone, live ones only (for the idle figure). */
+  /** Seconds of one group since each of its processes joined. */
   group(group: CpuGroup): number {
     let sum = 0;
     for (const p of this.procs.values()) if (p.group === group) sum += p.last - p.first;
@@ -595,7 +591,10 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
     const nginx: NginxProcess = await startNginx({ bin: nginxBin, upstreams: instances.map((s) => `127.0.0.1:${s!.port}`) });
     cleanups.push(async () => {
       await nginx.stop(true);
-      // Its logs stay beside the services' until the run is over, then go with its folder.
+      // Its logs join the services' in the run's folder; its own folder goes.
+      for (const file of ['nginx.conf', 'access.log', 'error.log']) {
+        if (existsSync(join(nginx.prefix, file))) copyFileSync(join(nginx.prefix, file), join(runDir, `nginx-${file}`));
+      }
       rmSync(nginx.prefix, { recursive: true, force: true });
     });
     const topology = distributed
@@ -642,6 +641,7 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
     const windowRecorder = new RouteRecorder();
     const driver = new HttpDriver(nginx.url, windowRecorder);
     const traffic = new TrafficRunner(driver, ctx.prompts, ctx.paletteUpload);
+    cleanups.push(() => traffic.stop());
     const seeded = await seed(driver, ctx.prompts);
     traffic.seed(seeded.ids, seeded.images);
     const eventStream = distributed ? await probeEventStream(nginx.url) : undefined;
