@@ -148,6 +148,8 @@ describe('distributed load scenario: nginx', () => {
       expect(conf).toContain('proxy_next_upstream error timeout;');
       expect(conf).toMatch(/location ~ \^\/api\/v1\/generations\/\[\^\/\]\+\/events\$ \{[^}]*proxy_buffering off;/);
       expect(conf).toContain('listen 127.0.0.1:18080;');
+      // Idle upstream connections end on nginx's side first (the instances get HTTP_KEEP_ALIVE_TIMEOUT_MS=65000).
+      expect(conf).toMatch(/upstream service \{[^}]*keepalive_timeout 60s;/);
       // Every file nginx writes is inside its own folder.
       for (const path of conf.matchAll(/(?:pid|error_log|access_log|_temp_path) (\/\S+)/g)) expect(path[1].startsWith(dir)).toBe(true);
       writeFileSync(join(dir, 'nginx.conf'), conf);
@@ -218,6 +220,8 @@ describe('distributed load scenario, end to end', () => {
     // The global limit held across the instances, and was used.
     expect(run.emulator.stats!.maxInFlight).toBeLessThanOrEqual(plan.geminiLimit);
     expect(run.emulator.stats!.maxInFlight).toBeGreaterThan(1);
+    // The instances keep idle connections open longer than nginx does (see UPSTREAM_KEEPALIVE_S).
+    expect(Number(run.env.HTTP_KEEP_ALIVE_TIMEOUT_MS)).toBeGreaterThan(60_000);
     // Both instances served through nginx before the kill.
     expect(Object.keys(run.balancer.window.byUpstream)).toHaveLength(2);
     // The event stream's first event came while its generation still ran (no proxy buffering), and the

@@ -28,8 +28,9 @@ import { parseLatencySpec, type LatencySpec } from '../../src/config/emulator-en
 import type { EmulatorStats } from '../../src/gemini/emulator/emulator.server';
 import { createTestDatabase, TEST_POSTGRES_URL, type TestDatabase } from '../support/postgres';
 import { startRedisServer, uniquePrefix, type PrivateRedis } from '../support/redis';
+import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { HttpDriver, RouteRecorder } from './http-driver';
-import { findNginx, startNginx, summarizeBalancerLog, type BalancerLogSummary, type NginxProcess } from './nginx';
+import { findNginx, startNginx, summarizeBalancerLog, UPSTREAM_KEEPALIVE_S, type BalancerLogSummary, type NginxProcess } from './nginx';
 import type { DistributedRunName, LoadOptions } from './options';
 import { emulatorStats, loadAverage, readMachineCpu, readProc, startEmulator, startService, warmEmulator, type EmulatorProcess, type ServiceProcess } from './processes';
 import { parsePrometheusText, sumOf } from './prometheus-text';
@@ -202,6 +203,8 @@ export interface DistributedRunResult {
   };
   /** Per second: services' CPU %, the emulator's calls in flight, finished generations (sum of instances). */
   timeline: { t: number; servicesCpuPct: number | null; emulatorInFlight: number | null; finished: number | null; up: number }[];
+  /** With --cpu-profile (which costs CPU itself: not for the comparison): where each instance's threads spent it. */
+  profiles?: { file: string; busyShare: number; top: ProfileSummary['components'] }[];
   /** An event stream opened through nginx on a generation held by a hung Gemini call, then canceled through nginx. */
   eventStream?: EventStreamProbe;
   load1: { start: number | null; end: number | null };
@@ -520,6 +523,8 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
       PIPELINE_MAX_QUEUE: '4000',
       // A hung call ends soon after the latency's cap, so the run can wait for every generation.
       GEMINI_TIMEOUT_MS: String(maxLatencyMs(spec) + 10_000),
+      // Above nginx's idle timeout towards the instances, as the README says for any balancer.
+      HTTP_KEEP_ALIVE_TIMEOUT_MS: String((UPSTREAM_KEEPALIVE_S + 5) * 1000),
     };
     let store: Store;
     let redis: PrivateRedis | undefined;
@@ -575,10 +580,21 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
     }
     Object.assign(env, plan.serviceEnv);
 
+    // --cpu-profile: V8 profiles of the instances, written when they stop (not the killed one).
+    const profileDir = ctx.opts.cpuProfile ? join(runDir, 'cpu-profiles') : undefined;
+    if (profileDir) mkdirSync(profileDir);
     const instances: (ServiceProcess | undefined)[] = [];
     const allPids = new Set<number>();
     const start = async (i: number, ports?: { port: number; metricsPort: number }) => {
-      const svc = await startService({ geminiUrl: emulator.url, dataDir, env, logFile: join(runDir, `service-${i}${ports ? '-restarted' : ''}.log`), ...ports });
+      const svc = await startService({
+        geminiUrl: emulator.url,
+        dataDir,
+        env,
+        logFile: join(runDir, `service-${i}${ports ? '-restarted' : ''}.log`),
+        cpuProfileDir: profileDir,
+        nodeArgs: ctx.opts.serviceNodeArgs,
+        ...ports,
+      });
       instances[i] = svc;
       allPids.add(svc.pid);
       meter.add('services', svc.pid);
@@ -758,6 +774,11 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
     await nginx.stop(true);
     const accessLog = readFileSync(nginx.accessLog, 'utf8');
     const windowSpan = spanOf(windowStart, windowEnd);
+    let profiles: DistributedRunResult['profiles'];
+    if (profileDir) {
+      await Promise.all(instances.map((i) => i?.stop(30_000)));
+      profiles = summarizeProfiles(profileDir).map((p) => ({ file: p.file, busyShare: p.busyShare, top: p.components.slice(0, 8) }));
+    }
     const lost = lostOf(counts);
     ctx.log(`  ${name}: database ${JSON.stringify(counts)} → lost ${lost}; emulator max in flight ${stats?.maxInFlight ?? '?'} (limit ${plan.geminiLimit})`);
     return {
@@ -779,6 +800,7 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
       kill,
       timeline,
       ...(eventStream ? { eventStream } : {}),
+      ...(profiles ? { profiles } : {}),
       load1: { start: load1Start, end: load1End },
       maxArrivalLagMs: round(traffic.maxArrivalLagMs, 0) ?? 0,
       resources: { database: db?.name ?? null, redisPid: redis?.pid ?? null, nginxPrefix: nginx.prefix, servicePids: [...allPids], emulatorPid: emulator.pid, runDir },

@@ -24,6 +24,15 @@ export interface NginxUpstreamSettings {
 
 export const DEFAULT_UPSTREAM_SETTINGS: NginxUpstreamSettings = { maxFails: 1, failTimeoutS: 5 };
 
+/**
+ * How long nginx keeps an idle connection to an instance. The instances' HTTP_KEEP_ALIVE_TIMEOUT_MS
+ * must be longer (distributed.ts sets 65 s, the README's advice): with the service's 5 s default a
+ * reused connection can meet the instance's close, nginx then counts a failure, and with
+ * `max_fails=1` takes the instance out for `fail_timeout` (seen in a run while the other instance was
+ * down: 389 requests answered 502 "no live upstreams" in 5 s).
+ */
+export const UPSTREAM_KEEPALIVE_S = 60;
+
 /** One access-log line per request: what the balancer did with it (upstreams tried, their answers). */
 const LOG_FORMAT = "'$msec $status $request_method $upstream_addr|$upstream_status|$request_time|$uri'";
 
@@ -46,12 +55,17 @@ http {
   uwsgi_temp_path ${p('temp-uwsgi')};
   scgi_temp_path ${p('temp-scgi')};
   client_max_body_size 25m;
-  keepalive_timeout 65s;
+  # Clients are told 60 s (Keep-Alive: timeout=60) and get 65: they close first, never nginx under them.
+  keepalive_timeout 65s 60s;
   keepalive_requests 100000;
 
   upstream service {
 ${opts.upstreams.map((u) => `    server ${u} max_fails=${maxFails} fail_timeout=${failTimeoutS}s;`).join('\n')}
     keepalive 64;
+    # Idle connections to the instances are dropped after this; the instances must keep theirs open
+    # longer (HTTP_KEEP_ALIVE_TIMEOUT_MS above it), or nginx sends a request on a connection the
+    # instance is closing, gets a reset, and counts it as a failure of that instance.
+    keepalive_timeout ${UPSTREAM_KEEPALIVE_S}s;
   }
 
   server {
