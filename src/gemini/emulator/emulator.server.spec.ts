@@ -105,6 +105,9 @@ describe('Gemini emulator', () => {
     const limited = await post(emulator, body('blue [emulator:429]'));
     expect(limited).toMatchObject({ status: 429, json: { error: { status: 'RESOURCE_EXHAUSTED' } } });
     expect(limited.headers.get('retry-after')).toBe('1');
+    const longer = await post(emulator, body('blue [emulator:429] [emulator:retryafter=7]'));
+    expect(longer.headers.get('retry-after')).toBe('7');
+    expect(longer.json.error.details).toEqual([{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '7s' }]);
 
     const internal = await post(emulator, body('blue [emulator:500]'));
     expect(internal).toMatchObject({ status: 500, json: { error: { status: 'INTERNAL' } } });

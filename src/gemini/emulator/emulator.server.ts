@@ -290,7 +290,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
     const promptTokenCount = estimateTokens(parsed.text);
     if (typeof fault === 'number' && failsThisTime(request.prompt, parsed.directives.fail?.times)) {
       stats.byOutcome.fault++;
-      const retry = fault === 500 ? undefined : RETRY_AFTER_SECONDS;
+      const retry = fault === 500 ? undefined : (parsed.directives.retryAfterS ?? RETRY_AFTER_SECONDS);
       sendError(
         res,
         fault,
