@@ -101,6 +101,14 @@ export class AppConfig {
     lockMs: number;
     maxTakeovers: number;
   };
+  /** Admission by measured saturation (see LoadShedder). */
+  readonly overload: {
+    enabled: boolean;
+    eventLoopDelayMs: number;
+    eventLoopUtilization: number;
+    paletteQueueFill: number;
+    sampleMs: number;
+  };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
@@ -177,6 +185,13 @@ export class AppConfig {
       workerConcurrency: env.WORKER_CONCURRENCY ?? Math.min(64, 2 * env.GEMINI_MAX_CONCURRENCY),
       lockMs: env.QUEUE_LOCK_MS,
       maxTakeovers: env.QUEUE_MAX_TAKEOVERS,
+    };
+    this.overload = {
+      enabled: env.OVERLOAD_SHEDDING,
+      eventLoopDelayMs: env.OVERLOAD_EVENT_LOOP_DELAY_MS,
+      eventLoopUtilization: env.OVERLOAD_EVENT_LOOP_UTILIZATION,
+      paletteQueueFill: env.OVERLOAD_PALETTE_QUEUE_FILL,
+      sampleMs: env.OVERLOAD_SAMPLE_MS,
     };
     this.logLevel = env.LOG_LEVEL;
   }

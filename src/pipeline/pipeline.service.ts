@@ -6,6 +6,7 @@ import type { Principal } from '../common/principal';
 import { AppConfig } from '../config/app-config';
 import { GenerationNotFoundError, GenerationsRepository, Owner } from '../database/generations.repository';
 import { PaletteService } from '../palette/palette.service';
+import { LoadShedder } from '../overload/load-shedder';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { GenerationEvents } from './generation-events';
 import { ABORT_MESSAGES } from './generation-runner';
@@ -32,6 +33,7 @@ export class PipelineService {
     private readonly palette: PaletteService,
     private readonly events: GenerationEvents,
     @Inject(JobQueue) private readonly queue: JobQueue,
+    private readonly shedder: LoadShedder,
     metrics: AppMetrics,
   ) {
     let depth = 0;
@@ -60,6 +62,8 @@ export class PipelineService {
         'Retry-After': '5',
       });
     }
+    // Cheapest refusal first: a saturated instance does no work for a request it will not take.
+    this.shedder.assertAccepting('generation');
     this.admitting += request.count;
     try {
       await this.checkRoom();

@@ -43,6 +43,10 @@ export class AppMetrics {
     unit: '{job}',
     description: 'Image jobs taken over from a worker that stopped renewing its lock (a killed or stalled instance)',
   });
+  private readonly overloadRefusals = this.meter.createCounter('overload.refusals', {
+    unit: '{request}',
+    description: 'New work refused with 503 OVERLOADED while the instance was saturated',
+  });
   private readonly storageDuration = this.histogram('storage.operation.duration', 's', 'Duration of one storage (S3 or local) operation');
   private readonly paletteTask = this.histogram('palette.task.duration', 's', 'Duration of one palette task in the worker pool (queue wait included)');
   private readonly generations = this.meter.createCounter('pipeline.generations', {
@@ -80,6 +84,10 @@ export class AppMetrics {
 
   recordSemaphoreWait(seconds: number): void {
     this.semaphoreWait.record(seconds);
+  }
+
+  recordOverloadRefusal(work: 'generation' | 'upload'): void {
+    this.overloadRefusals.add(1, { work });
   }
 
   recordJobTakeover(): void {
