@@ -212,7 +212,8 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
         const waited = await this.quota.beforeRequest(signal).catch((abort: unknown) => {
           throw classifyGeminiError(abort, { canceled: true });
         });
-        if (waited > 0) this.metrics.recordQuotaWait(waited / 1000);
+        // Every request, 0 included: the share of requests the quota held back shows, not only how long.
+        this.metrics.recordQuotaWait(waited / 1000);
         const attemptMs = Math.min(timeoutMs, deadline - performance.now());
         if (waited > 0 && attemptMs < Math.min(MIN_ATTEMPT_MS, timeoutMs)) {
           throw new GeminiError('GEMINI_TIMEOUT', 'The Gemini quota held this call past its deadline');

@@ -11,6 +11,7 @@ import { AppMetrics } from '../telemetry/app-metrics';
 import { GenerationEvents } from './generation-events';
 import { ABORT_MESSAGES } from './generation-runner';
 import { JobQueue, QueueUnavailableError } from './job-queue';
+import { observeJobQueue } from './queue-metrics';
 
 export type GenerationRequest = GenerationInput;
 
@@ -36,14 +37,7 @@ export class PipelineService {
     private readonly shedder: LoadShedder,
     metrics: AppMetrics,
   ) {
-    let depth = 0;
-    // Refreshed at each collection; with Redis the count is BullMQ's (cached for 250 ms).
-    metrics.gauge('pipeline.queue.depth', 'Image jobs waiting for a worker or a Gemini slot', () => {
-      void this.queue.waiting().then((n) => (depth = n), () => undefined);
-      return depth;
-    }, '{job}');
-    metrics.gauge('pipeline.jobs.active', 'Image jobs running in this process', () => this.queue.active, '{job}');
-    metrics.gauge('pipeline.queue.capacity', 'PIPELINE_MAX_QUEUE', () => this.config.pipeline.maxQueue, '{job}');
+    observeJobQueue(metrics, queue, config.pipeline.maxQueue);
   }
 
   get isAccepting(): boolean {

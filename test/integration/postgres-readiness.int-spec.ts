@@ -88,8 +88,13 @@ describe('readiness when PostgreSQL is unreachable', () => {
     const { status, body } = await ready();
     expect(status).toBe(503);
     expect(body.details.database.status).toBe('down');
-    expect(body.details.database).toEqual({ status: 'down', message: 'The database did not answer' });
-    expect(JSON.stringify(body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|:\d{4,5}\b/);
+    // The refusal is typed at the driver boundary: the service's code and fixed text, no driver detail.
+    expect(body.details.database).toEqual({
+      status: 'down',
+      code: 'DATABASE_UNAVAILABLE',
+      message: 'The database cannot be reached right now; retry shortly',
+    });
+    expect(JSON.stringify(body)).not.toMatch(/ECONNREFUSED|ECONNRESET|127\.0\.0\.1|:\d{4,5}\b/);
     await http.get('/health/live').expect(200);
   });
 
