@@ -114,6 +114,18 @@ describe('Gemini emulator', () => {
     expect(internal.headers.get('retry-after')).toBeNull();
   });
 
+  it('[emulator:hangx1] hangs the first request with that exact prompt until its client leaves, then answers', async () => {
+    const prompt = `lime ${Math.random()} [emulator:hangx1]`;
+    const hangsBefore = emulator.stats().byOutcome.hang;
+    const client = new AbortController();
+    const first = post(emulator, body(prompt), { signal: client.signal }).catch((e: unknown) => e);
+    await until(() => emulator.stats().byOutcome.hang === hangsBefore + 1, 'the first request to hang');
+    client.abort();
+    expect(await first).toMatchObject({ name: 'AbortError' });
+    const second = await post(emulator, body(prompt));
+    expect(second.status).toBe(200);
+  });
+
   it('[emulator:500x2] fails the first two requests with that exact prompt, then succeeds', async () => {
     const prompt = `teal ${Math.random()} [emulator:500x2]`;
     const statuses = [];

@@ -198,6 +198,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
   const random = seededRandom(options.seed ?? randomBytes(4).readUInt32LE(0));
   const cache = new PngCache(options.cacheSize);
   const failuresByPrompt = new Map<string, number>();
+  const hangsByPrompt = new Map<string, number>();
   const shutdown = new AbortController();
   // In-flight counts live outside `stats` so a reset mid-request cannot unbalance them.
   let inFlight = 0;
@@ -205,8 +206,8 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
   let stats = emptyStats();
 
   /** Picks this request's fault: an in-prompt directive wins over the random rates. */
-  function decideFault(d: PromptDirectives): 'hang' | 'block' | 'text' | FaultStatus | undefined {
-    if (d.hang) return 'hang';
+  function decideFault(d: PromptDirectives, prompt: string): 'hang' | 'block' | 'text' | FaultStatus | undefined {
+    if (d.hang && (d.hangTimes === undefined || countsThisTime(hangsByPrompt, prompt, d.hangTimes))) return 'hang';
     if (d.fail) return d.fail.status;
     if (d.block) return 'block';
     if (d.textOnly) return 'text';
@@ -229,13 +230,15 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
 
   /** True when the first-N-requests budget of `[emulator:NNNxN]` for this exact prompt is not used up. */
   function failsThisTime(prompt: string, times: number | undefined): boolean {
-    if (times === undefined) return true;
-    const seen = failuresByPrompt.get(prompt) ?? 0;
+    return times === undefined || countsThisTime(failuresByPrompt, prompt, times);
+  }
+
+  /** True (and counted) while fewer than `times` requests with this exact prompt were counted in `seenBy`. */
+  function countsThisTime(seenBy: Map<string, number>, prompt: string, times: number): boolean {
+    const seen = seenBy.get(prompt) ?? 0;
     if (seen >= times) return false;
-    if (!failuresByPrompt.has(prompt) && failuresByPrompt.size >= MAX_TRACKED_PROMPTS) {
-      failuresByPrompt.delete(failuresByPrompt.keys().next().value as string);
-    }
-    failuresByPrompt.set(prompt, seen + 1);
+    if (!seenBy.has(prompt) && seenBy.size >= MAX_TRACKED_PROMPTS) seenBy.delete(seenBy.keys().next().value as string);
+    seenBy.set(prompt, seen + 1);
     return true;
   }
 
@@ -270,7 +273,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
       throw error;
     }
 
-    const fault = decideFault(parsed.directives);
+    const fault = decideFault(parsed.directives, request.prompt);
     const waitUntil = AbortSignal.any([closed, shutdown.signal]);
     if (fault === 'hang') {
       stats.byOutcome.hang++;
