@@ -14,6 +14,8 @@ import { GEMINI_QUOTA, GeminiQuota } from './gemini-quota';
 export interface GenerateImageRequest {
   prompt: string;
   aspectRatio: AspectRatio;
+  /** Reference images sent with the prompt as inline image parts (already sized for the model). */
+  images?: { data: Buffer; mimeType: string }[];
 }
 
 export interface GenerateImageOptions {
@@ -269,7 +271,10 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
         try {
           const response = await client.generateContent({
             model,
-            contents: request.prompt,
+            // The prompt alone, or the prompt followed by the reference images as inline parts.
+            contents: request.images?.length
+              ? [{ role: 'user', parts: [{ text: request.prompt }, ...request.images.map((i) => ({ inlineData: { mimeType: i.mimeType, data: i.data.toString('base64') } }))] }]
+              : request.prompt,
             config: {
               responseModalities: ['IMAGE'],
               imageConfig: { aspectRatio: request.aspectRatio },
