@@ -38,8 +38,6 @@ export class AppConfig {
     maxRetries: number;
     /** Calls started per minute; 0 = no limit. */
     ratePerMinute: number;
-    /** True when neither a key nor a base URL is set: the bundled emulator is started in-process. */
-    useEmulator: boolean;
   };
   readonly pipeline: { maxQueue: number; drainMs: number };
   readonly s3: {
@@ -118,7 +116,6 @@ export class AppConfig {
       maxConcurrency: env.GEMINI_MAX_CONCURRENCY,
       maxRetries: env.GEMINI_MAX_RETRIES,
       ratePerMinute: env.GEMINI_RATE_LIMIT_PER_MINUTE,
-      useEmulator: env.GEMINI_API_KEY === undefined && env.GEMINI_BASE_URL === undefined,
     };
     this.pipeline = { maxQueue: env.PIPELINE_MAX_QUEUE, drainMs: env.SHUTDOWN_DRAIN_MS };
     this.s3 = env.S3_BUCKET
@@ -227,6 +224,11 @@ function deploymentProblems(env: EnvDtoType): string[] {
   if (env.REDIS_URL && !env.DATABASE_URL) {
     problems.push(
       'REDIS_URL is set without DATABASE_URL: instances sharing one queue must share one database (each would keep its records in its own SQLite file, and a job run by one instance would be lost to the others); set DATABASE_URL to a PostgreSQL server',
+    );
+  }
+  if (env.NODE_ENV === 'production' && env.ROLE !== 'api' && !env.GEMINI_API_KEY && !env.GEMINI_BASE_URL) {
+    problems.push(
+      'NODE_ENV=production without GEMINI_API_KEY or GEMINI_BASE_URL: this instance would call the bundled emulator and serve its synthetic test pictures; set GEMINI_API_KEY (or GEMINI_BASE_URL to a Gemini-compatible endpoint)',
     );
   }
   if (!env.REDIS_URL && env.ROLE !== 'all') {

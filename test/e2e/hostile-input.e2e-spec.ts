@@ -8,6 +8,7 @@ import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { UNSUPPORTED_IMAGE_MESSAGE } from '../../src/palette/palette.worker';
 import { deepPngBomb, hugeCanvasGif, onePixelPng, pixelBombPng, referenceImage, svgDisguises, truncate } from '../support/images';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -113,6 +114,15 @@ const JSON_CASES: Case[] = [
   { name: 'a constructor query parameter', method: 'get', path: `${GENERATIONS}?limit=1&constructor=x`, status: 400, code: 'VALIDATION_FAILED' },
 ];
 
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
+
 /**
  * Hostile input through the real app: each bad request gets its 4xx with a contract error code,
  * never a 500 or a stack trace, and afterwards the process is still live, ready and generating.
@@ -126,6 +136,7 @@ describe('Hostile input (e2e)', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-hostile-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       UPLOAD_TMP_DIR: join(dataDir, 'uploads'),
       METRICS_PORT: '0',

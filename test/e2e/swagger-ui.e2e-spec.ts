@@ -6,9 +6,19 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { chromium, type Browser } from 'playwright-core';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 /** Debian's Chromium, installed by .ci/run; playwright-core never downloads a browser. */
 const CHROMIUM = '/usr/bin/chromium';
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('Swagger UI in a real browser (e2e)', () => {
   let app: NestExpressApplication;
@@ -18,7 +28,7 @@ describe('Swagger UI in a real browser (e2e)', () => {
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-docs-'));
-    app = await createApp(loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' }), { logger: false });
+    app = await createApp(loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' }), { logger: false });
     await app.listen(0, '127.0.0.1');
     baseUrl = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
     browser = await chromium.launch({
