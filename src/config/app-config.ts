@@ -7,6 +7,7 @@ import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
 import { redactUrl } from './database-url';
+import { essentialMessages } from '../common/validation-messages';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -195,21 +196,27 @@ function packageVersion(): string {
 
 /** Variables whose value may carry a password: shown redacted in error messages. */
 const URL_WITH_SECRETS = new Set(['DATABASE_URL', 'REDIS_URL']);
+/** Variables that are secrets: their value is never shown. */
+const SECRETS = new Set(['GEMINI_API_KEY', 'API_KEYS']);
 
-function describe(errors: ValidationError[], prefix = ''): string[] {
-  return errors.flatMap((e) => {
-    const value = URL_WITH_SECRETS.has(e.property) && typeof e.value === 'string' ? redactUrl(e.value) : e.value;
-    const own = Object.values(e.constraints ?? {}).map((msg) => `${prefix}${e.property}: ${msg} (got ${JSON.stringify(value)})`);
-    return [...own, ...describe(e.children ?? [], `${prefix}${e.property}.`)];
-  });
+/** What was given for `name`, as the message shows it: the text as set (a number that failed to parse is not `null`). */
+function shownValue(name: string, raw: Record<string, string>): string {
+  const value = raw[name];
+  if (value === undefined) return 'nothing';
+  if (SECRETS.has(name)) return '***';
+  return JSON.stringify(URL_WITH_SECRETS.has(name) ? redactUrl(value) : value);
+}
+
+function describe(errors: ValidationError[], raw: Record<string, string>): string[] {
+  return errors.flatMap((e) => essentialMessages(e.constraints).map((msg) => `${e.property}: ${msg} (got ${shownValue(e.property, raw)})`));
 }
 
 /** Validates `env` (default `process.env`) and returns the typed config, or throws one ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
-  const known = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
+  const known = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
   const dto = plainToInstance(EnvDto, known, { exposeDefaultValues: true });
   const errors = validateSync(dto, { whitelist: false });
-  if (errors.length > 0) throw new ConfigError(describe(errors));
+  if (errors.length > 0) throw new ConfigError(describe(errors, known));
   const problems = [...parseApiKeys(dto.API_KEYS).problems, ...deploymentProblems(dto)];
   if (problems.length > 0) throw new ConfigError(problems);
   return new AppConfig(dto);

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Req, Res, UseInterceptors } from '@nestjs/common';
 import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
@@ -19,6 +19,7 @@ import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../common/app-error';
 import { ErrorResponseDto } from '../common/dto/error-response.dto';
+import { JsonBodyInterceptor } from '../common/json-body.interceptor';
 import { Generation, isFinal } from '../common/generation.model';
 import { isGenerationId } from '../common/ids';
 import { GenerationsRepository, InvalidCursorError, Owner } from '../database/generations.repository';
@@ -29,7 +30,7 @@ import { PipelineService } from '../pipeline/pipeline.service';
 import { StorageService } from '../storage/storage.service';
 import { CreateGenerationDto } from './dto/create-generation.dto';
 import { GenerationDto, GenerationListDto } from './dto/generation.dto';
-import { ListGenerationsQuery } from './dto/list-generations.query';
+import { DEFAULT_PAGE_SIZE, ListGenerationsQuery } from './dto/list-generations.query';
 import { GenerationStreamService } from './generation-stream.service';
 
 export const MAX_PREFER_WAIT_S = 60;
@@ -55,6 +56,7 @@ export class GenerationsController {
   ) {}
 
   @Post()
+  @UseInterceptors(JsonBodyInterceptor)
   @ApiOperation({
     summary: 'Start a generation',
     description:
@@ -98,7 +100,7 @@ export class GenerationsController {
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Bad limit or cursor' })
   async list(@Query() query: ListGenerationsQuery, @CurrentPrincipal() { owner }: Principal): Promise<GenerationListDto> {
     try {
-      const page = await this.repository.list({ owner, limit: query.limit ?? 20, cursor: query.cursor });
+      const page = await this.repository.list({ owner, limit: query.limit ?? DEFAULT_PAGE_SIZE, cursor: query.cursor });
       return { items: page.items.map((g) => GenerationDto.from(g)), nextCursor: page.nextCursor };
     } catch (error) {
       if (error instanceof InvalidCursorError) throw new AppError(HttpStatus.BAD_REQUEST, 'INVALID_CURSOR', 'cursor is not a valid page cursor');

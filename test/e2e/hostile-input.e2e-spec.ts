@@ -43,8 +43,8 @@ const JSON_CASES: Case[] = [
   { name: 'JSON null', body: raw('null'), status: 400, code: 'INVALID_JSON' },
   { name: 'a JSON array', body: raw('[{"prompt":"a cat"}]'), status: 400, code: 'VALIDATION_FAILED' },
   { name: 'no body', body: raw(''), status: 400, code: 'VALIDATION_FAILED' },
-  { name: 'a form-encoded body', body: raw('prompt=a+cat', 'application/x-www-form-urlencoded'), status: 400, code: 'VALIDATION_FAILED' },
-  { name: 'JSON sent as text/plain', body: raw('{"prompt":"a cat"}', 'text/plain'), status: 400, code: 'VALIDATION_FAILED' },
+  { name: 'a form-encoded body', body: raw('prompt=a+cat', 'application/x-www-form-urlencoded'), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'JSON sent as text/plain', body: raw('{"prompt":"a cat"}', 'text/plain'), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   // Wrong types
   { name: 'a numeric prompt', body: { prompt: 42 }, status: 400, code: 'VALIDATION_FAILED' },
   { name: 'an array prompt', body: { prompt: ['a', 'cat'] }, status: 400, code: 'VALIDATION_FAILED' },

@@ -36,4 +36,8 @@ describe('npm start without GEMINI_API_KEY (integration)', () => {
       /exited early \(code 1[\s\S]*NODE_ENV=production without GEMINI_API_KEY or GEMINI_BASE_URL/,
     );
   });
+
+  it('an invalid PORT is reported as it was given', async () => {
+    await expect(startService({ ...BASE_ENV, PORT: 'abc' })).rejects.toThrow(/exited early \(code 1[\s\S]*PORT: PORT must be an integer number \(got "abc"\)/);
+  });
 });
