@@ -43,9 +43,16 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): IN
   app.disable('x-powered-by');
   app.use(
     helmet({
-      // Swagger UI at /docs needs inline scripts/styles from its own bundle.
       contentSecurityPolicy: {
-        directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'img-src': ["'self'", 'data:', 'blob:'] },
+        directives: {
+          // Swagger UI at /docs needs inline scripts/styles from its own bundle.
+          'script-src': ["'self'", "'unsafe-inline'"],
+          'img-src': ["'self'", 'data:', 'blob:'],
+          // helmet's default would make a browser fetch every asset of /docs over https: the service
+          // speaks plain HTTP (TLS ends at a proxy, if any), so on any host but localhost the page
+          // stayed blank. Whoever terminates TLS decides about upgrades.
+          'upgrade-insecure-requests': null,
+        },
       },
       crossOriginResourcePolicy: { policy: 'cross-origin' },
     }),
