@@ -7,6 +7,7 @@ import { GenerationsModule } from './generations/generations.module';
 import { HealthModule } from './health/health.module';
 import { LoggingModule } from './logging/logging.module';
 import { PalettesModule } from './palettes/palettes.module';
+import { OverloadModule } from './overload/overload.module';
 import { PipelineModule } from './pipeline/pipeline.module';
 import { RedisModule } from './redis/redis.module';
 import { TelemetryModule } from './telemetry/telemetry.module';
@@ -24,6 +25,7 @@ export class AppModule {
         RedisModule.forRoot(config),
         DatabaseModule,
         PipelineModule.forRoot(config),
+        OverloadModule,
         // ROLE=worker serves only health and metrics.
         ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule]),
         HealthModule,

@@ -7,6 +7,7 @@ import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
 import { redactUrl } from './database-url';
+import { essentialMessages } from '../common/validation-messages';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -38,8 +39,6 @@ export class AppConfig {
     maxRetries: number;
     /** Calls started per minute; 0 = no limit. */
     ratePerMinute: number;
-    /** True when neither a key nor a base URL is set: the bundled emulator is started in-process. */
-    useEmulator: boolean;
   };
   readonly pipeline: { maxQueue: number; drainMs: number };
   readonly s3: {
@@ -101,6 +100,14 @@ export class AppConfig {
     lockMs: number;
     maxTakeovers: number;
   };
+  /** Admission by measured saturation (see LoadShedder). */
+  readonly overload: {
+    enabled: boolean;
+    eventLoopDelayMs: number;
+    eventLoopUtilization: number;
+    paletteQueueFill: number;
+    sampleMs: number;
+  };
   readonly logLevel: string;
   /** The package version (OpenAPI document, telemetry resource). */
   readonly version: string = packageVersion();
@@ -118,7 +125,6 @@ export class AppConfig {
       maxConcurrency: env.GEMINI_MAX_CONCURRENCY,
       maxRetries: env.GEMINI_MAX_RETRIES,
       ratePerMinute: env.GEMINI_RATE_LIMIT_PER_MINUTE,
-      useEmulator: env.GEMINI_API_KEY === undefined && env.GEMINI_BASE_URL === undefined,
     };
     this.pipeline = { maxQueue: env.PIPELINE_MAX_QUEUE, drainMs: env.SHUTDOWN_DRAIN_MS };
     this.s3 = env.S3_BUCKET
@@ -178,6 +184,13 @@ export class AppConfig {
       lockMs: env.QUEUE_LOCK_MS,
       maxTakeovers: env.QUEUE_MAX_TAKEOVERS,
     };
+    this.overload = {
+      enabled: env.OVERLOAD_SHEDDING,
+      eventLoopDelayMs: env.OVERLOAD_EVENT_LOOP_DELAY_MS,
+      eventLoopUtilization: env.OVERLOAD_EVENT_LOOP_UTILIZATION,
+      paletteQueueFill: env.OVERLOAD_PALETTE_QUEUE_FILL,
+      sampleMs: env.OVERLOAD_SAMPLE_MS,
+    };
     this.logLevel = env.LOG_LEVEL;
   }
 
@@ -198,21 +211,27 @@ function packageVersion(): string {
 
 /** Variables whose value may carry a password: shown redacted in error messages. */
 const URL_WITH_SECRETS = new Set(['DATABASE_URL', 'REDIS_URL']);
+/** Variables that are secrets: their value is never shown. */
+const SECRETS = new Set(['GEMINI_API_KEY', 'API_KEYS']);
 
-function describe(errors: ValidationError[], prefix = ''): string[] {
-  return errors.flatMap((e) => {
-    const value = URL_WITH_SECRETS.has(e.property) && typeof e.value === 'string' ? redactUrl(e.value) : e.value;
-    const own = Object.values(e.constraints ?? {}).map((msg) => `${prefix}${e.property}: ${msg} (got ${JSON.stringify(value)})`);
-    return [...own, ...describe(e.children ?? [], `${prefix}${e.property}.`)];
-  });
+/** What was given for `name`, as the message shows it: the text as set (a number that failed to parse is not `null`). */
+function shownValue(name: string, raw: Record<string, string>): string {
+  const value = raw[name];
+  if (value === undefined) return 'nothing';
+  if (SECRETS.has(name)) return '***';
+  return JSON.stringify(URL_WITH_SECRETS.has(name) ? redactUrl(value) : value);
+}
+
+function describe(errors: ValidationError[], raw: Record<string, string>): string[] {
+  return errors.flatMap((e) => essentialMessages(e.constraints).map((msg) => `${e.property}: ${msg} (got ${shownValue(e.property, raw)})`));
 }
 
 /** Validates `env` (default `process.env`) and returns the typed config, or throws one ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
-  const known = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
+  const known = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
   const dto = plainToInstance(EnvDto, known, { exposeDefaultValues: true });
   const errors = validateSync(dto, { whitelist: false });
-  if (errors.length > 0) throw new ConfigError(describe(errors));
+  if (errors.length > 0) throw new ConfigError(describe(errors, known));
   const problems = [...parseApiKeys(dto.API_KEYS).problems, ...deploymentProblems(dto)];
   if (problems.length > 0) throw new ConfigError(problems);
   return new AppConfig(dto);
@@ -227,6 +246,11 @@ function deploymentProblems(env: EnvDtoType): string[] {
   if (env.REDIS_URL && !env.DATABASE_URL) {
     problems.push(
       'REDIS_URL is set without DATABASE_URL: instances sharing one queue must share one database (each would keep its records in its own SQLite file, and a job run by one instance would be lost to the others); set DATABASE_URL to a PostgreSQL server',
+    );
+  }
+  if (env.NODE_ENV === 'production' && env.ROLE !== 'api' && !env.GEMINI_API_KEY && !env.GEMINI_BASE_URL) {
+    problems.push(
+      'NODE_ENV=production without GEMINI_API_KEY or GEMINI_BASE_URL: this instance would call the bundled emulator and serve its synthetic test pictures; set GEMINI_API_KEY (or GEMINI_BASE_URL to a Gemini-compatible endpoint)',
     );
   }
   if (!env.REDIS_URL && env.ROLE !== 'all') {

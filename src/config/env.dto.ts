@@ -44,6 +44,10 @@ export class EnvDto {
   @Type(() => Number) @IsInt() @Min(0) @Max(600_000)
   DATABASE_BUSY_TIMEOUT_MS = 1000;
 
+  /** `production` refuses to start without GEMINI_API_KEY or GEMINI_BASE_URL (no emulator images in production). */
+  @IsOptional() @IsString()
+  NODE_ENV?: string;
+
   @IsOptional() @Transform(emptyToUndefined) @IsString() @MinLength(1)
   GEMINI_API_KEY?: string;
 
@@ -226,6 +230,31 @@ export class EnvDto {
   /** With REDIS_URL: takeovers after which a job that keeps killing its workers fails INTERRUPTED. */
   @Type(() => Number) @IsInt() @Min(0) @Max(100)
   QUEUE_MAX_TAKEOVERS = 2;
+
+  /**
+   * Refuse new generations and uploads with 503 OVERLOADED while the instance is saturated (measured).
+   * On by default, except under NODE_ENV=test: a test suite on a busy machine saturates the event loop
+   * of the process it runs in, and its tests of other behaviour must not meet refusals they did not ask
+   * for (the shedding tests turn it on).
+   */
+  @Transform(toBool) @IsBoolean()
+  OVERLOAD_SHEDDING = process.env.NODE_ENV !== 'test';
+
+  /** Shedding starts when the event loop's delay p99 over a period reaches this (ms); stops below 40 % of it. */
+  @Type(() => Number) @IsInt() @Min(10) @Max(10_000)
+  OVERLOAD_EVENT_LOOP_DELAY_MS = 100;
+
+  /** … or its utilization reaches this (0..1); stops 0.2 below it. */
+  @Type(() => Number) @Min(0.3) @Max(1)
+  OVERLOAD_EVENT_LOOP_UTILIZATION = 0.95;
+
+  /** … or the palette queue is this full (0..1); stops below half of it. */
+  @Type(() => Number) @Min(0.1) @Max(1)
+  OVERLOAD_PALETTE_QUEUE_FILL = 0.9;
+
+  /** Sampling period (ms); 0 = never sample (tests feed samples themselves). */
+  @Type(() => Number) @IsInt() @Min(0) @Max(60_000)
+  OVERLOAD_SAMPLE_MS = 250;
 
   /** Comma-separated allowed origins, `*` for any; empty = CORS off. */
   @Transform(toList) @IsString({ each: true })

@@ -59,6 +59,19 @@ export class DatabaseCorruptError extends DatabaseUnavailableError {
   }
 }
 
+/**
+ * The database server cannot be reached or has ended the session: connection refused or reset, a
+ * server shutting down or starting up, no connection free within DATABASE_CONNECT_TIMEOUT_MS
+ * (PostgreSQL). It usually comes back by itself (a restart, a failover).
+ */
+export class DatabaseUnreachableError extends DatabaseUnavailableError {
+  readonly transient = true;
+  constructor(cause?: unknown) {
+    super('DATABASE_UNAVAILABLE', 'The database cannot be reached right now; retry shortly', { 'Retry-After': '5' }, cause);
+    this.name = 'DatabaseUnreachableError';
+  }
+}
+
 /** I/O errors, a read-only file or folder, a closed database. */
 export class DatabaseIoError extends DatabaseUnavailableError {
   readonly transient = true;

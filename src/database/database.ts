@@ -73,7 +73,7 @@ export async function createDatabase(target: string | DatabaseTarget, options: D
 
 async function createPostgresDatabase(options: PostgresOptions): Promise<Database> {
   const migrations = new Kysely<DatabaseSchema>({
-    dialect: new PostgresDialect({ pool: createPostgresPool({ ...options, statementTimeoutMs: 0 }, { max: 1 }) }),
+    dialect: new PostgresDialect({ pool: createPostgresPool({ ...options, statementTimeoutMs: 0 }, { max: 1 }, { translateErrors: false }) }),
   });
   try {
     await migrateToLatest(migrations);

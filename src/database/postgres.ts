@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Pool, PoolClient, PoolConfig, types as globalTypes } from 'pg';
 import type { PostgresPool } from 'kysely';
 import type { CustomTypesConfig } from 'pg';
+import { toPostgresDatabaseError } from './postgres-errors';
 
 /** How the service connects to PostgreSQL (see `AppConfig.database`). */
 export interface PostgresOptions {
@@ -97,8 +98,17 @@ export function isConnectionFatal(error: unknown): boolean {
  * - When the server ends a session during a query, the query fails with a FATAL error before the
  *   socket closes, so the pool would take the client back as healthy and fail the next query on
  *   it too. A client whose query failed that way is released with "destroy" instead.
+ * - With `translateErrors` (the default), failures that are the server's and not the statement's
+ *   (unreachable, shutting down, disk full, deadlock…) reject with the typed
+ *   `DatabaseUnavailableError`s (503 + Retry-After; `transient` for retries), the driver's error in
+ *   `cause`; see `toPostgresDatabaseError`. The migrations at start keep the driver's own errors, so
+ *   a start that fails says why.
  */
-export function createPostgresPool(options: PostgresOptions, config: Partial<PoolConfig> = {}, logger = new Logger('Database')): KyselyPgPool {
+export function createPostgresPool(
+  options: PostgresOptions,
+  config: Partial<PoolConfig> = {},
+  { logger = new Logger('Database'), translateErrors = true }: { logger?: Logger; translateErrors?: boolean } = {},
+): KyselyPgPool {
   const pool = new Pool({ ...postgresPoolConfig(options), ...config });
   const broken = new WeakSet<object>();
   pool.on('error', (error: Error) => {
@@ -109,15 +119,15 @@ export function createPostgresPool(options: PostgresOptions, config: Partial<Poo
     const query = client.query as (...args: unknown[]) => unknown;
     (client as { query: unknown }).query = function (this: PoolClient, ...args: unknown[]) {
       const result = query.apply(this, args);
-      if (result instanceof Promise) {
-        result.then(undefined, (error: unknown) => {
-          if (isConnectionFatal(error)) broken.add(client);
-        });
-      }
-      return result;
+      if (!(result instanceof Promise)) return result;
+      return result.catch((error: unknown) => {
+        // Judged on the driver's own error, before it is translated.
+        if (isConnectionFatal(error)) broken.add(client);
+        throw translateErrors ? toPostgresDatabaseError(error, 'query') : error;
+      });
     };
   });
-  return new KyselyPgPool(pool, broken);
+  return new KyselyPgPool(pool, broken, translateErrors);
 }
 
 /** The pool as Kysely's `PostgresDialect` sees it (`connect`, `end`, `options`, `Client`). */
@@ -125,6 +135,7 @@ export class KyselyPgPool implements PostgresPool {
   constructor(
     readonly pool: Pool,
     private readonly broken: WeakSet<object>,
+    private readonly translateErrors = true,
   ) {}
 
   get options(): Pool['options'] {
@@ -137,7 +148,12 @@ export class KyselyPgPool implements PostgresPool {
   }
 
   async connect(): Promise<PoolClient> {
-    const client = await this.pool.connect();
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw this.translateErrors ? toPostgresDatabaseError(error, 'connect') : error;
+    }
     const release = client.release;
     client.release = (destroy?: boolean | Error) => release(destroy || this.broken.has(client));
     return client;

@@ -16,6 +16,8 @@ export const DATABASE_CHECK_TIMEOUT_MS = 2_000;
 
 /** StorageError messages are safe to show (fixed texts; StorageService logs the detail). */
 const reason = (error: unknown) => (error instanceof Error ? error.message : String(error));
+/** For the log: the message and, for the service's own typed errors, the driver's error behind it. */
+const detail = (error: unknown) => (error instanceof Error && error.cause !== undefined ? `${error.message} (${reason(error.cause)})` : reason(error));
 /** Readiness is open to anyone: a driver's own message (host, port, file) goes to the log only. */
 const DATABASE_DOWN = 'The database did not answer';
 
@@ -63,7 +65,7 @@ export class DatabaseHealthIndicator {
       await withTimeout(this.database.check(DATABASE_CHECK_TIMEOUT_MS), DATABASE_CHECK_TIMEOUT_MS, `the database did not answer within ${DATABASE_CHECK_TIMEOUT_MS} ms`);
       return indicator.up();
     } catch (error) {
-      this.logger.warn(`database check failed: ${reason(error)}`);
+      this.logger.warn(`database check failed: ${detail(error)}`);
       // The service's own database errors carry fixed texts; a driver's message stays in the log.
       return indicator.down(error instanceof AppError ? { code: error.code, message: error.message } : { message: DATABASE_DOWN });
     }

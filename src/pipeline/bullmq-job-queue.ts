@@ -28,6 +28,13 @@ interface Running {
   done: Promise<unknown>;
 }
 
+/** For the log: the error and, behind the service's own typed errors, the driver's. */
+function describeError(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  const head = typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  return error.cause instanceof Error ? `${head} (${error.cause.message})` : head;
+}
+
 /** BullMQ allows no `:` in custom ids; generation ids have none. */
 export function jobId(generationId: string, index: number): string {
   return `${generationId}-${index}`;
@@ -151,7 +158,12 @@ export class BullMqJobQueue extends JobQueue {
       if (!job) return;
       void job.getState().then(async (state) => {
         // A job that will run again (retries left) is not lost yet.
-        if (state !== 'failed') return;
+        if (state !== 'failed') {
+          this.logger.warn(
+            `Job ${job.id} attempt ${job.attemptsMade} of ${job.opts.attempts ?? 1} failed (${describeError(error)}); it runs again in ${job.delay} ms`,
+          );
+          return;
+        }
         await lost(job.data as ImageJob, error.message);
       }).catch((e: unknown) => this.logger.error(`Could not record lost job ${job.id}: ${String(e)}`));
     });
@@ -213,7 +225,7 @@ export class BullMqJobQueue extends JobQueue {
     set.add(entry);
     this.count++;
     const parent = propagation.extract(ROOT_CONTEXT, data.trace ?? {});
-    const run = context.with(parent, () => handler(data, { signal: controller.signal, takeovers: job.stalledCounter, started: () => undefined }));
+    const run = context.with(parent, () => handler(data, { signal: controller.signal, takeovers: job.stalledCounter, firstRun: job.attemptsStarted <= 1, started: () => undefined }));
     entry.done = run.catch(() => undefined);
     try {
       await run;

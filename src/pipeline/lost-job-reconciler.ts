@@ -44,9 +44,12 @@ export class LostJobReconciler implements OnApplicationBootstrap, OnModuleDestro
     await this.running?.catch(() => undefined);
   }
 
-  /** One round (if no other instance runs one); resolves with how many images it recorded lost. */
-  reconcileOnce(): Promise<number> {
-    this.running ??= this.round()
+  /**
+   * One round (if no other instance runs one) over unfinished generations older than `minAgeMs`;
+   * resolves with how many images it recorded lost.
+   */
+  reconcileOnce(minAgeMs = Math.max(2 * this.config.queue.lockMs, 60_000)): Promise<number> {
+    this.running ??= this.round(minAgeMs)
       .catch((error: unknown) => {
         this.logger.warn(`Reconciliation failed: ${String(error)}`);
         return 0;
@@ -55,12 +58,17 @@ export class LostJobReconciler implements OnApplicationBootstrap, OnModuleDestro
     return this.running;
   }
 
-  private async round(): Promise<number> {
+  private async round(minAgeMs: number): Promise<number> {
     const redis = this.redis;
     if (!redis) return 0;
     const lock = redis.key('reconcile', 'lock');
+    // Held until it expires: one round per period over all instances.
     if ((await redis.command.set(lock, String(process.pid), 'PX', EVERY_MS - 1_000, 'NX')) !== 'OK') return 0;
-    const before = new Date(Date.now() - Math.max(2 * this.config.queue.lockMs, 60_000));
+    return this.recordLost(minAgeMs);
+  }
+
+  private async recordLost(minAgeMs: number): Promise<number> {
+    const before = new Date(Date.now() - minAgeMs);
     let lost = 0;
     for (const generation of await this.repository.unfinishedBefore(before, BATCH)) {
       const recorded = new Set((await this.repository.imagesOf(generation.id)).map((r) => r.index));

@@ -6,10 +6,12 @@ import type { Principal } from '../common/principal';
 import { AppConfig } from '../config/app-config';
 import { GenerationNotFoundError, GenerationsRepository, Owner } from '../database/generations.repository';
 import { PaletteService } from '../palette/palette.service';
+import { LoadShedder } from '../overload/load-shedder';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { GenerationEvents } from './generation-events';
 import { ABORT_MESSAGES } from './generation-runner';
 import { JobQueue, QueueUnavailableError } from './job-queue';
+import { observeJobQueue } from './queue-metrics';
 
 export type GenerationRequest = GenerationInput;
 
@@ -32,16 +34,10 @@ export class PipelineService {
     private readonly palette: PaletteService,
     private readonly events: GenerationEvents,
     @Inject(JobQueue) private readonly queue: JobQueue,
+    private readonly shedder: LoadShedder,
     metrics: AppMetrics,
   ) {
-    let depth = 0;
-    // Refreshed at each collection; with Redis the count is BullMQ's (cached for 250 ms).
-    metrics.gauge('pipeline.queue.depth', 'Image jobs waiting for a worker or a Gemini slot', () => {
-      void this.queue.waiting().then((n) => (depth = n), () => undefined);
-      return depth;
-    }, '{job}');
-    metrics.gauge('pipeline.jobs.active', 'Image jobs running in this process', () => this.queue.active, '{job}');
-    metrics.gauge('pipeline.queue.capacity', 'PIPELINE_MAX_QUEUE', () => this.config.pipeline.maxQueue, '{job}');
+    observeJobQueue(metrics, queue, config.pipeline.maxQueue);
   }
 
   get isAccepting(): boolean {
@@ -60,6 +56,8 @@ export class PipelineService {
         'Retry-After': '5',
       });
     }
+    // Cheapest refusal first: a saturated instance does no work for a request it will not take.
+    this.shedder.assertAccepting('generation');
     this.admitting += request.count;
     try {
       await this.checkRoom();

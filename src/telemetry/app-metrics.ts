@@ -33,15 +33,19 @@ export class AppMetrics {
   private readonly quotaWait = this.histogram(
     'gemini.quota.wait.duration',
     's',
-    'Time a Gemini request waited for the per-minute rate or a 429 pause (global with REDIS_URL)',
+    'Time each Gemini request waited for the per-minute rate or a 429 pause, 0 when it did not wait (global with REDIS_URL)',
   );
   private readonly quotaPauses = this.meter.createCounter('gemini.quota.pauses', {
     unit: '{pause}',
-    description: 'Gemini 429 answers that paused every instance',
+    description: 'Gemini 429 answers seen by this instance; each pauses the quota (every instance with REDIS_URL)',
   });
   private readonly jobTakeovers = this.meter.createCounter('pipeline.jobs.takeovers', {
     unit: '{job}',
     description: 'Image jobs taken over from a worker that stopped renewing its lock (a killed or stalled instance)',
+  });
+  private readonly overloadRefusals = this.meter.createCounter('overload.refusals', {
+    unit: '{request}',
+    description: 'New work refused with 503 OVERLOADED while the instance was saturated',
   });
   private readonly storageDuration = this.histogram('storage.operation.duration', 's', 'Duration of one storage (S3 or local) operation');
   private readonly paletteTask = this.histogram('palette.task.duration', 's', 'Duration of one palette task in the worker pool (queue wait included)');
@@ -49,6 +53,13 @@ export class AppMetrics {
     unit: '{generation}',
     description: 'Generations that reached a final status',
   });
+
+  constructor() {
+    // Counters of rare events start at 0: a counter nobody added to is not exported at all, and a
+    // dashboard or alert could not tell "none yet" from "this instance is not reporting".
+    this.quotaPauses.add(0);
+    this.jobTakeovers.add(0);
+  }
 
   private histogram(name: string, unit: string, description: string): Histogram {
     return this.meter.createHistogram(name, { unit, description, advice: { explicitBucketBoundaries: SECONDS_BUCKETS } });
@@ -80,6 +91,10 @@ export class AppMetrics {
 
   recordSemaphoreWait(seconds: number): void {
     this.semaphoreWait.record(seconds);
+  }
+
+  recordOverloadRefusal(work: 'generation' | 'upload'): void {
+    this.overloadRefusals.add(1, { work });
   }
 
   recordJobTakeover(): void {
@@ -116,4 +131,32 @@ export class AppMetrics {
       .createObservableGauge(name, { description, unit })
       .addCallback((result: ObservableResult) => result.observe(read()));
   }
+
+  /**
+   * A gauge whose value must be fetched (a count in Redis): read at each collection, and waited for
+   * up to `timeoutMs`, so a scrape never hangs on a backend that does not answer. When the read fails
+   * or is late, the last value read is reported again (nothing until a first read succeeded).
+   */
+  gaugeAsync(name: string, description: string, read: () => Promise<number>, unit = '', timeoutMs = ASYNC_GAUGE_TIMEOUT_MS): void {
+    let last: number | undefined;
+    this.meter.createObservableGauge(name, { description, unit }).addCallback(async (result: ObservableResult) => {
+      const value = await withTimeout(read(), timeoutMs).catch(() => undefined);
+      if (value !== undefined) last = value;
+      if (last !== undefined) result.observe(last);
+    });
+  }
+}
+
+/** How long a collection waits for one `gaugeAsync` read. */
+export const ASYNC_GAUGE_TIMEOUT_MS = 500;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  promise.catch(() => undefined);
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

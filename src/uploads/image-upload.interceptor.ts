@@ -15,6 +15,7 @@ import { finished } from 'node:stream';
 import type { Request, Response } from 'express';
 import type { Observable } from 'rxjs';
 import { AppError } from '../common/app-error';
+import { LoadShedder } from '../overload/load-shedder';
 import { attachUploadContext, UploadContext, uploadContextOf } from './upload-context';
 import { UploadsService } from './uploads.service';
 
@@ -80,7 +81,10 @@ export const UploadedImage = createParamDecorator((_: unknown, ctx: ExecutionCon
 export class ImageUploadInterceptor implements NestInterceptor {
   private readonly multer: NestInterceptor;
 
-  constructor(private readonly uploads: UploadsService) {
+  constructor(
+    private readonly uploads: UploadsService,
+    private readonly shedder: LoadShedder,
+  ) {
     const Multer = FileInterceptor(IMAGE_FIELD, { storage: uploads.storage, limits: LIMITS });
     this.multer = new Multer();
   }
@@ -92,6 +96,8 @@ export class ImageUploadInterceptor implements NestInterceptor {
     // Not multipart: multer leaves it alone and the route finds no image.
     if (!req.is('multipart')) return this.multer.intercept(context, next);
 
+    // A saturated instance refuses before reading a byte of the body.
+    this.shedder.assertAccepting('upload');
     const declared = declaredLength(req);
     if (declared !== undefined && declared > MAX_IMAGE_BYTES + MULTIPART_OVERHEAD_BYTES) throw payloadTooLarge();
     const release = this.uploads.admit(declared ?? MAX_IMAGE_BYTES + MULTIPART_OVERHEAD_BYTES);

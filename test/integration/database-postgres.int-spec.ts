@@ -222,7 +222,9 @@ describe('createDatabase on PostgreSQL', () => {
       }, 'the query to run');
       await withClient(testDb.url, (admin) => admin.query('select pg_terminate_backend($1)', [busy]));
       const { error, pid } = await next;
-      expect(error.message).toMatch(/terminat/);
+      // The server's FATAL 57P01 reaches callers as a typed 503, the driver's error kept as its cause.
+      expect(error).toMatchObject({ code: 'DATABASE_UNAVAILABLE', transient: true });
+      expect((error.cause as Error).message).toMatch(/terminat/);
       expect(pid).not.toBe(busy);
       expect((await sql<{ ok: number }>`select 1 as ok`.execute(db)).rows).toEqual([{ ok: 1 }]);
     } finally {
@@ -243,7 +245,9 @@ describe('createDatabase on PostgreSQL', () => {
         return rows.length > 0 ? true : undefined;
       }, 'the query to run');
       proxy.cutAll();
-      await expect(sleeping).rejects.toThrow(/ECONNRESET|terminated/);
+      const lost = await sleeping.then(() => undefined, (error: Error) => error);
+      expect(lost).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+      expect((lost?.cause as Error).message).toMatch(/ECONNRESET|terminated/);
       expect((await sql<{ ok: number }>`select 1 as ok`.execute(db)).rows).toEqual([{ ok: 1 }]);
     } finally {
       await db.destroy();

@@ -20,6 +20,14 @@ async function eventually<T>(check: () => Promise<T | undefined> | T | undefined
 }
 
 const json = async (res: Response): Promise<Body> => (await res.json()) as Body;
+/** The sum of a metric's samples on an instance's Prometheus endpoint (0 when absent). */
+async function metric(svc: ServiceProcess, name: string): Promise<number> {
+  const text = await (await fetch(svc.metricsUrl!)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
 const post = (svc: ServiceProcess, prompt: string, headers: Record<string, string> = {}, extra: Body = {}) =>
   fetch(`${svc.baseUrl}/api/v1/generations`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ prompt, ...extra }) });
 const get = async (svc: ServiceProcess, id: string): Promise<Body> => json(await fetch(`${svc.baseUrl}/api/v1/generations/${id}`));
@@ -146,6 +154,38 @@ describe('Distributed deployment: instances sharing PostgreSQL and a BullMQ queu
     expect(emulator.stats().maxInFlight).toBe(2);
   });
 
+  it('a Gemini 429 pauses every instance for the delay Gemini asks', async () => {
+    const env = { GEMINI_MAX_RETRIES: '1' };
+    const [a, b] = [await instance(env), await instance(env)];
+    // Gemini answers A's first call 429 and asks for 30 s: every instance holds its calls that long.
+    const limited = await json(await post(a, 'too fast [emulator:429x1] [emulator:retryafter=30]'));
+    await eventually(() => (emulator.stats().byStatus[429] === 1 ? true : undefined), 'the 429');
+    await eventually(async () => ((await metric(a, 'gemini_quota_pauses_total')) >= 1 ? true : undefined), 'A to record the pause');
+    const held = await json(await post(b, 'held by the pause'));
+    // B's call waits for the pause (it is queued at Gemini's door, not sent): its wait is recorded
+    // once the pause is over, so here it is enough that the emulator never saw it.
+    await eventually(async () => ((await get(b, held.id)).stage === 'gemini' ? true : undefined), "B's job to hold a slot");
+    await sleep(500);
+    expect(emulator.stats().requests).toBe(1);
+    // Cancel both rather than wait 30 s.
+    for (const [svc, g] of [[a, limited], [b, held]] as const) {
+      expect((await fetch(`${svc.baseUrl}/api/v1/generations/${g.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    }
+    expect(emulator.stats().requests).toBe(1);
+  });
+
+  it('GEMINI_RATE_LIMIT_PER_MINUTE counts the calls of every instance together', async () => {
+    const env = { GEMINI_RATE_LIMIT_PER_MINUTE: '2' };
+    const [a, b] = [await instance(env), await instance(env)];
+    expect((await post(a, 'first of the minute', { Prefer: 'wait=60' })).status).toBe(201);
+    expect((await post(b, 'second of the minute', { Prefer: 'wait=60' })).status).toBe(201);
+    const third = await json(await post(a, 'third waits for the window'));
+    await eventually(async () => ((await get(a, third.id)).stage === 'gemini' ? true : undefined), 'the third job to hold a slot');
+    await sleep(500);
+    expect(emulator.stats().requests).toBe(2);
+    expect((await fetch(`${a.baseUrl}/api/v1/generations/${third.id}/cancel`, { method: 'POST' })).status).toBe(200);
+  });
+
   it('a worker SIGKILLed mid-call: another takes the job over after the lock expires and finishes it', async () => {
     const first = await instance();
     const g = await json(await post(first, 'survives its worker [emulator:latency=1500]'));
@@ -177,7 +217,8 @@ describe('Distributed deployment: instances sharing PostgreSQL and a BullMQ queu
 
   it('SIGTERM on a worker hands its running job back (not failed); another worker finishes it', async () => {
     const leaving = await instance({ SHUTDOWN_DRAIN_MS: '200' });
-    const g = await json(await post(leaving, 'outlives the drain [emulator:latency=3000]'));
+    // The first call hangs (it outlives any drain, however slow the machine); the one after the hand-back answers.
+    const g = await json(await post(leaving, 'outlives the drain [emulator:hangx1]'));
     await eventually(() => (emulator.stats().inFlight === 1 ? true : undefined), 'the call to start');
     const staying = await instance();
     expect(await leaving.stop('SIGTERM')).toEqual({ code: 0, signal: null });

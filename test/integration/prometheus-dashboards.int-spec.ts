@@ -158,6 +158,8 @@ describe('Grafana dashboards and alert rules against a real Prometheus', () => {
     for (const name of ['process_cpu_utilization', 'process_cpu_time_total', 'process_memory_usage', 'nodejs_eventloop_utilization']) need(name);
     for (const p of ['min', 'max', 'mean', 'p50', 'p90', 'p99']) need(`nodejs_eventloop_delay_${p}`);
     for (const name of ['gemini_semaphore_in_flight', 'gemini_semaphore_waiting', 'gemini_semaphore_wait_duration_bucket']) need(name);
+    // Scale-out: the counters of rare events exist at 0 before any event, so per-instance panels have a series.
+    for (const name of ['pipeline_queue_depth', 'pipeline_jobs_active', 'pipeline_jobs_takeovers_total', 'gemini_quota_pauses_total', 'gemini_quota_wait_duration_bucket']) need(name);
     expect(missing).toEqual([]);
     // Stable HTTP semantic conventions only (no old `http_server_duration` in milliseconds).
     expect(text).not.toMatch(/^http_server_duration/m);

@@ -1,0 +1,102 @@
+import { HttpStatus, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { AppError } from '../common/app-error';
+import { AppConfig } from '../config/app-config';
+import { PaletteService } from '../palette/palette.service';
+import { AppMetrics } from '../telemetry/app-metrics';
+import { SaturationSample, SheddingPolicy } from './shedding-policy';
+
+/** What is refused while shedding: only new work; reads, events and probes are always served. */
+export type SheddableWork = 'generation' | 'upload';
+
+/**
+ * Refuses new work early and cheaply when this instance is saturated, measured rather than counted:
+ * the event loop's delay (p99 over the last period) and utilization, and how full the palette queue
+ * is. Sampled every OVERLOAD_SAMPLE_MS; SheddingPolicy adds the hysteresis. While shedding, new
+ * generations and image uploads get `503 OVERLOADED` + `Retry-After` before any work is done for
+ * them; status polls, history, event streams and health stay fast because the work that made them
+ * slow is no longer admitted. A metric (`overload.shedding`, `overload.refusals`) and a log line
+ * mark when shedding starts and stops.
+ */
+@Injectable()
+export class LoadShedder implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(LoadShedder.name);
+  private readonly policy: SheddingPolicy;
+  private readonly delay = monitorEventLoopDelay({ resolution: 10 });
+  private lastUtilization = performance.eventLoopUtilization();
+  private timer: NodeJS.Timeout | undefined;
+  private since = 0;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly palette: PaletteService,
+    private readonly metrics: AppMetrics,
+  ) {
+    const o = config.overload;
+    this.policy = new SheddingPolicy({
+      enter: { eventLoopDelayP99Ms: o.eventLoopDelayMs, eventLoopUtilization: o.eventLoopUtilization, paletteQueueFill: o.paletteQueueFill },
+      exit: {
+        eventLoopDelayP99Ms: o.eventLoopDelayMs * 0.4,
+        eventLoopUtilization: Math.max(0, o.eventLoopUtilization - 0.2),
+        paletteQueueFill: o.paletteQueueFill * 0.5,
+      },
+      enterSamples: 2,
+      exitSamples: 4,
+    });
+    metrics.gauge('overload.shedding', 'Whether this instance refuses new work because it is saturated (1) or not (0)', () => (this.shedding ? 1 : 0), '1');
+  }
+
+  onModuleInit(): void {
+    if (!this.config.overload.enabled || this.config.overload.sampleMs === 0) return;
+    this.delay.enable();
+    this.timer = setInterval(() => this.evaluate(this.sample()), this.config.overload.sampleMs);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.timer);
+    this.delay.disable();
+  }
+
+  get shedding(): boolean {
+    return this.config.overload.enabled && this.policy.isShedding;
+  }
+
+  /** Throws `503 OVERLOADED` while shedding; call it before doing any work for `work`. */
+  assertAccepting(work: SheddableWork): void {
+    if (!this.shedding) return;
+    this.metrics.recordOverloadRefusal(work);
+    throw new AppError(HttpStatus.SERVICE_UNAVAILABLE, 'OVERLOADED', 'This instance is saturated and refuses new work for a moment; retry shortly', {
+      'Retry-After': String(this.retryAfterSeconds()),
+    });
+  }
+
+  /** Feeds one period's measurements to the policy (the timer does; tests call it directly). */
+  evaluate(sample: SaturationSample): void {
+    const decision = this.policy.update(sample);
+    if (!decision.changed) return;
+    const values = `event loop delay p99 ${sample.eventLoopDelayP99Ms.toFixed(0)} ms, utilization ${sample.eventLoopUtilization.toFixed(2)}, palette queue ${(sample.paletteQueueFill * 100).toFixed(0)} % full`;
+    if (decision.shedding) {
+      this.since = Date.now();
+      this.logger.warn(`Shedding load: new generations and uploads get 503 OVERLOADED (${decision.over.join(', ')} over the limit; ${values})`);
+    } else {
+      this.logger.log(`Load shedding stopped after ${Date.now() - this.since} ms (${values})`);
+    }
+  }
+
+  /** This period's measurements; resets the period. */
+  sample(): SaturationSample {
+    const utilization = performance.eventLoopUtilization(this.lastUtilization);
+    this.lastUtilization = performance.eventLoopUtilization();
+    const p99 = this.delay.count > 0 ? this.delay.percentile(99) / 1e6 : 0;
+    this.delay.reset();
+    const stats = this.palette.stats();
+    const fill = this.config.palette.maxQueue > 0 ? (stats.queued + stats.waiting) / this.config.palette.maxQueue : 0;
+    return { eventLoopDelayP99Ms: p99, eventLoopUtilization: utilization.utilization, paletteQueueFill: Math.min(1, fill) };
+  }
+
+  private retryAfterSeconds(): number {
+    // Shedding stops after its calm periods at the soonest.
+    return Math.max(1, Math.ceil((4 * this.config.overload.sampleMs) / 1000));
+  }
+}
