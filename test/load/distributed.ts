@@ -240,6 +240,8 @@ export interface DistributedSummary {
     met: boolean | null;
   };
   balancer: { passedToNextUpstream: number; gatewayErrors: number } | null;
+  /** The distributed run's generations as its clients saw them (a create cut by the kill counts as "other"). */
+  clients: Pick<GenerationOutcomes, 'offered' | 'accepted' | 'rejected429' | 'rejectedOther' | 'unfinishedAtEnd'> | null;
 }
 
 export interface DistributedResult {
@@ -391,6 +393,9 @@ export function summarize(plan: DistributedPlan, runs: DistributedRunResult[]): 
           passedToNextUpstream: distributed.balancer.window.passedToNextUpstream + (distributed.balancer.afterKill?.passedToNextUpstream ?? 0),
           gatewayErrors: distributed.balancer.window.gatewayErrors + (distributed.balancer.afterKill?.gatewayErrors ?? 0),
         }
+      : null,
+    clients: distributed?.generations
+      ? (({ offered, accepted, rejected429, rejectedOther, unfinishedAtEnd }) => ({ offered, accepted, rejected429, rejectedOther, unfinishedAtEnd }))(distributed.generations)
       : null,
   };
 }
