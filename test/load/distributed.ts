@@ -481,6 +481,9 @@ export interface DistributedContext {
   log: (line: string) => void;
 }
 
+/** application_name of the harness's own PostgreSQL sessions. */
+const HARNESS_APP = 'his-load-harness';
+
 /** Where a run keeps its generations: read after the run for what was lost. */
 interface Store {
   counts(): Promise<Record<string, number>>;
@@ -543,13 +546,13 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
       const stopRedis = redis;
       cleanups.push(() => stopRedis.stop('SIGTERM'));
       prefix = uniquePrefix('load');
-      pg = new Client({ connectionString: TEST_POSTGRES_URL, connectionTimeoutMillis: 10_000, application_name: 'his-load-harness' });
+      pg = new Client({ connectionString: TEST_POSTGRES_URL, connectionTimeoutMillis: 10_000, application_name: HARNESS_APP });
       pg.on('error', () => undefined);
       await pg.connect();
       const dbUrl = db.url;
       store = {
         counts: async () => {
-          const client = new Client({ connectionString: dbUrl, connectionTimeoutMillis: 10_000, application_name: 'his-load-harness' });
+          const client = new Client({ connectionString: dbUrl, connectionTimeoutMillis: 10_000, application_name: HARNESS_APP });
           client.on('error', () => undefined);
           await client.connect();
           try {
@@ -626,8 +629,12 @@ async function runOne(name: DistributedRunName, plan: DistributedPlan, ctx: Dist
     // Every process whose CPU is reported.
     const pgPids = async () => {
       if (!pg || !db) return;
-      const rows = await pg.query<{ pid: number; datname: string | null; backend_type: string }>('select pid, datname, backend_type from pg_stat_activity').catch(() => undefined);
+      const rows = await pg
+        .query<{ pid: number; datname: string | null; backend_type: string; application_name: string }>('select pid, datname, backend_type, application_name from pg_stat_activity')
+        .catch(() => undefined);
       for (const r of rows?.rows ?? []) {
+        // The harness's own sessions (its status counts) are not the service's cost.
+        if (r.application_name === HARNESS_APP) continue;
         if (r.datname === db.name) meter.add('postgres', r.pid);
         else if (r.datname === null && r.backend_type !== 'client backend') meter.add('postgresServer', r.pid);
       }
@@ -883,7 +890,7 @@ async function takeoversFrom(redisUrl: string, prefix: string, dbUrl: string, ki
     const taken = facts.filter((f) => f.stalledCounter > 0);
     const images = new Map<string, ImageFacts>();
     if (taken.length > 0) {
-      const client = new Client({ connectionString: dbUrl, connectionTimeoutMillis: 10_000, application_name: 'his-load-harness' });
+      const client = new Client({ connectionString: dbUrl, connectionTimeoutMillis: 10_000, application_name: HARNESS_APP });
       client.on('error', () => undefined);
       await client.connect();
       try {
