@@ -44,7 +44,7 @@ export class PalettesController {
     413: ['PAYLOAD_TOO_LARGE', 'IMAGE_TOO_LARGE'],
     415: ['UNSUPPORTED_IMAGE', 'UNSUPPORTED_MEDIA_TYPE'],
     500: ['PALETTE_ERROR'],
-    503: ['UPLOADS_BUSY', 'PALETTE_BUSY', 'PALETTE_TIMEOUT'],
+    503: ['OVERLOADED', 'UPLOADS_BUSY', 'PALETTE_BUSY', 'PALETTE_TIMEOUT'],
   })
   async create(@UploadedImage() image: UploadedImage | undefined, @Body() body: CreatePaletteDto): Promise<PaletteResponseDto> {
     if (!image || image.size === 0) {
