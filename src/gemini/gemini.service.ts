@@ -10,6 +10,7 @@ import { startGeminiEmulator, type GeminiEmulator } from './emulator/emulator.se
 import { GEMINI_CLIENT_FACTORY, GeminiClient, GeminiClientFactory, GeminiEndpoint } from './gemini.client';
 import { classifyGeminiError, GeminiError } from './gemini.errors';
 import { GEMINI_QUOTA, GeminiQuota } from './gemini-quota';
+import { geminiServerAttributes } from './gemini-server-attributes';
 
 export interface GenerateImageRequest {
   prompt: string;
@@ -257,6 +258,7 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
       'gen_ai.provider.name': 'gcp.gemini',
       'gen_ai.request.model': model,
       'gen_ai.output.type': 'image',
+      ...geminiServerAttributes(this.endpoint?.baseUrl),
     };
     return withSpan(
       `generate_content ${model}`,
