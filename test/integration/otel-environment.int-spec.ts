@@ -111,7 +111,8 @@ describe('OpenTelemetry environment variables (integration)', () => {
         .map((l) => /^Dropped (\d+) spans because maxQueueSize reached$/.exec(String(l.msg)))
         .filter((m) => m !== null)
         .reduce((sum, m) => sum + Number(m[1]), 0);
-      expect(dropped).toBeGreaterThanOrEqual(3);
+      // Spans 5 and 6 (at least) ended while the first export was held; 7 too, unless it ended after the release.
+      expect(dropped).toBeGreaterThanOrEqual(2);
       expect(receiver.spans().length).toBe(8 - dropped);
     }, 90_000);
 
