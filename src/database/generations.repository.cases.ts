@@ -346,7 +346,7 @@ export function describeGenerationsRepository(dialect: string, harness: Reposito
         const g = generation();
         await repo.create(g);
         const started = await repo.markRunning(g, new Date(T0 + 250));
-        expect(started).toMatchObject({ status: 'running', stage: 'queued', startedAt: new Date(T0 + 250), timings: { queueMs: 250 } });
+        expect(started).toMatchObject({ status: 'running', stage: 'gemini', startedAt: new Date(T0 + 250), timings: { queueMs: 250 } });
         expect(await repo.markRunning(g, new Date(T0 + 500))).toBeNull();
         expect(await repo.advanceStage(g.id, 'upload')).toMatchObject({ stage: 'upload' });
         expect(await repo.advanceStage(g.id, 'gemini')).toBeNull();

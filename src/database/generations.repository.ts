@@ -176,15 +176,16 @@ export class GenerationsRepository {
   }
 
   /**
-   * The first image job that holds its Gemini slot starts the generation: `queued` → `running`, with
-   * `startedAt` and the queue time. Returns the record when this call made the change, else null
-   * (another image started it first, or it is final).
+   * The first image job that holds its Gemini slot starts the generation: `queued` → `running` at
+   * stage `gemini`, with `startedAt` and the queue time. Returns the record when this call made the
+   * change, else null (another image started it first, or it is final).
    */
   async markRunning(generation: Pick<Generation, 'id' | 'createdAt'>, startedAt: Date): Promise<Generation | null> {
     const row = await this.db
       .updateTable('generations')
       .set({
         status: 'running',
+        stage: 'gemini',
         started_at: toMs(startedAt),
         timings: JSON.stringify({ ...emptyTimings(), queueMs: Math.max(0, startedAt.getTime() - generation.createdAt.getTime()) }),
         updated_at: Date.now(),
@@ -219,11 +220,13 @@ export class GenerationsRepository {
    * after a takeover, or a lost-job handler arriving late, cannot overwrite it. Returns the stored one.
    */
   async recordImage(generationId: string, record: ImageRecord): Promise<ImageRecord> {
-    await this.db
+    const inserted = await this.db
       .insertInto('generation_images')
       .values(toImageRow(generationId, record))
       .onConflict((oc) => oc.columns(['generation_id', 'idx']).doNothing())
-      .execute();
+      .returningAll()
+      .executeTakeFirst();
+    if (inserted) return fromImageRow(inserted);
     const stored = await this.db
       .selectFrom('generation_images')
       .selectAll()

@@ -15,6 +15,8 @@ import { geminiServerAttributes } from './gemini-server-attributes';
 export interface GenerateImageRequest {
   prompt: string;
   aspectRatio: AspectRatio;
+  /** Reference images sent with the prompt as inline image parts (already sized for the model). */
+  images?: { data: Buffer; mimeType: string }[];
 }
 
 export interface GenerateImageOptions {
@@ -271,7 +273,10 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
         try {
           const response = await client.generateContent({
             model,
-            contents: request.prompt,
+            // The prompt alone, or the prompt followed by the reference images as inline parts.
+            contents: request.images?.length
+              ? [{ role: 'user', parts: [{ text: request.prompt }, ...request.images.map((i) => ({ inlineData: { mimeType: i.mimeType, data: i.data.toString('base64') } }))] }]
+              : request.prompt,
             config: {
               responseModalities: ['IMAGE'],
               imageConfig: { aspectRatio: request.aspectRatio },

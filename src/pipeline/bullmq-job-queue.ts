@@ -225,7 +225,7 @@ export class BullMqJobQueue extends JobQueue {
     set.add(entry);
     this.count++;
     const parent = propagation.extract(ROOT_CONTEXT, data.trace ?? {});
-    const run = context.with(parent, () => handler(data, { signal: controller.signal, takeovers: job.stalledCounter, started: () => undefined }));
+    const run = context.with(parent, () => handler(data, { signal: controller.signal, takeovers: job.stalledCounter, firstRun: job.attemptsStarted <= 1, started: () => undefined }));
     entry.done = run.catch(() => undefined);
     try {
       await run;

@@ -74,6 +74,19 @@ export class JobHandedBack extends Error {
 
 type StageMs = ImageRecord['ms'];
 
+/** What a job knows of its generation as it runs: the latest row its own writes returned. */
+interface Progress {
+  latest: Generation;
+  /** True when this job's markRunning started the generation (so `latest` is the current row). */
+  started: boolean;
+}
+
+/** A generation and all its image records, when the caller already has them current. */
+interface KnownState {
+  generation: Generation;
+  records: ImageRecord[];
+}
+
 /**
  * The worker side of the pipeline: runs one image job (Gemini → upload → palette), records how the
  * image ended, and when it was the generation's last image, writes the generation's final state.
@@ -133,11 +146,18 @@ export class GenerationRunner implements OnApplicationBootstrap {
         context.started();
         return;
       }
-      const recorded = (await this.withDatabaseRetries(() => this.repository.imagesOf(generation.id))).find((r) => r.index === job.index);
-      const record = recorded ?? (await this.runImage(generation, job, context));
+      // A job that ran before may have recorded its image already (its last write failed, say).
+      const recorded = context.firstRun
+        ? undefined
+        : (await this.withDatabaseRetries(() => this.repository.imagesOf(generation.id))).find((r) => r.index === job.index);
+      const progress: Progress = { latest: generation, started: false };
+      const record = recorded ?? (await this.runImage(generation, job, context, progress));
       if (record.error) markFailed(span, record.error);
       if (context.signal.reason === 'CANCELED') return;
-      await this.complete(generation, record);
+      // A one-image generation that this job started: its record is the only one, and the row
+      // markRunning returned is current, so finalizing needs no read back.
+      const known = progress.started && generation.count === 1 ? { generation: progress.latest, records: [record] } : undefined;
+      await this.complete(generation, record, known);
     });
   }
 
@@ -157,11 +177,15 @@ export class GenerationRunner implements OnApplicationBootstrap {
    * found then); in-process the write continues in the background and listeners get the final state
    * now when it can be known without the database (a one-image generation).
    */
-  private async complete(generation: Generation, record: ImageRecord): Promise<void> {
+  private async complete(generation: Generation, record: ImageRecord, known?: KnownState): Promise<void> {
     // finalize() deletes what no record references itself: nothing is left for PendingFinalWrites to delete.
+    let first = true;
     const write = async () => {
       await this.repository.recordImage(generation.id, record);
-      return (await this.finalize(generation.id, generation.owner)) ?? undefined;
+      // Only the first try may trust what this job knew; a retry later reads the database.
+      const state = first ? known : undefined;
+      first = false;
+      return (await this.finalize(generation.id, generation.owner, state)) ?? undefined;
     };
     try {
       await this.withDatabaseRetries(write);
@@ -193,10 +217,10 @@ export class GenerationRunner implements OnApplicationBootstrap {
    * images are still running (or when the record was final already). Objects of images that are not
    * part of the final record (it failed, or was canceled meanwhile) are deleted.
    */
-  async finalize(id: string, owner: string | null): Promise<Generation | null> {
-    const generation = await this.repository.findById(id, owner);
+  async finalize(id: string, owner: string | null, known?: KnownState): Promise<Generation | null> {
+    const generation = known?.generation ?? (await this.repository.findById(id, owner));
     if (!generation) return null;
-    const records = await this.repository.imagesOf(id);
+    const records = known?.records ?? (await this.repository.imagesOf(id));
     if (isFinal(generation.status)) {
       await this.deleteUnreferenced(generation, records);
       return null;
@@ -217,7 +241,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
     return final;
   }
 
-  private async runImage(generation: Generation, job: ImageJob, context: JobContext): Promise<ImageRecord> {
+  private async runImage(generation: Generation, job: ImageJob, context: JobContext, state: Progress): Promise<ImageRecord> {
     const { signal } = context;
     const index = job.index;
     const record: ImageRecord = { index, image: null, error: null, ms: { gemini: 0, upload: 0, palette: 0 }, usage: { inputTokens: 0, outputTokens: 0 } };
@@ -235,7 +259,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
     // Progress writes of this job, in order; each is informational and never fails the job.
     let progress = Promise.resolve();
     const advance = (stage: GenerationStage, start = false) => {
-      progress = progress.then(() => this.writeProgress(generation, stage, start));
+      progress = progress.then(() => this.writeProgress(generation, stage, start, state));
       return progress;
     };
     try {
@@ -311,17 +335,25 @@ export class GenerationRunner implements OnApplicationBootstrap {
   }
 
   /** Moves the generation forward (never back) and tells listeners; logs and goes on when it cannot. */
-  private async writeProgress(generation: Generation, stage: GenerationStage, start: boolean): Promise<void> {
+  private async writeProgress(generation: Generation, stage: GenerationStage, start: boolean, state: Progress): Promise<void> {
     try {
       if (start) {
+        // queued → running at stage gemini, in one statement, when this image is the first to start.
         const started = await this.repository.markRunning(generation, new Date());
         if (started) {
+          state.latest = started;
+          state.started = true;
           this.metrics.recordStage('queue', 'ok', started.timings.queueMs / 1000);
           this.events.publish(started);
+          this.finalWrites.kick();
+          return;
         }
       }
       const moved = await this.repository.advanceStage(generation.id, stage);
-      if (moved) this.events.publish(moved);
+      if (moved) {
+        state.latest = moved;
+        this.events.publish(moved);
+      }
       this.finalWrites.kick();
     } catch (error) {
       this.logger.warn(`Could not record generation ${generation.id} at stage ${stage}: ${reason(error)}`);

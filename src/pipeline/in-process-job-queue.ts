@@ -89,7 +89,7 @@ export class InProcessJobQueue extends JobQueue {
       entry.started = true;
       this.notStarted--;
     };
-    entry.done = handler(job, { signal: entry.controller.signal, takeovers: 0, started })
+    entry.done = handler(job, { signal: entry.controller.signal, takeovers: 0, firstRun: true, started })
       .catch((error: unknown) => this.logger.error(`Job ${job.generationId}/${job.index} crashed: ${String(error)}`, (error as Error)?.stack))
       .finally(() => {
         started();

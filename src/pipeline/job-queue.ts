@@ -31,6 +31,11 @@ export interface JobContext {
   signal: AbortSignal;
   /** How many times this job was taken over from a worker that died holding it. */
   takeovers: number;
+  /**
+   * False when the job ran before (taken over, handed back, or retried after a failure): then its
+   * image may already be recorded. True on its first run, when it cannot be.
+   */
+  firstRun: boolean;
   /** The runner calls this once the job stops waiting (it holds its Gemini slot). */
   started(): void;
 }

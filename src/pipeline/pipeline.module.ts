@@ -1,6 +1,7 @@
 import { DynamicModule, Global, Inject, Module, OnModuleDestroy, Provider } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { GeminiModule } from '../gemini/gemini.module';
+import { OverloadModule } from '../overload/overload.module';
 import { PaletteModule } from '../palette/palette.module';
 import type { RedisConnections } from '../redis/redis.connections';
 import { REDIS } from '../redis/redis.module';
@@ -60,7 +61,7 @@ export class PipelineModule {
     ];
     return {
       module: PipelineModule,
-      imports: [StorageModule, PaletteModule, ...(worker ? [GeminiModule] : [])],
+      imports: [StorageModule, PaletteModule, OverloadModule, ...(worker ? [GeminiModule] : [])],
       providers: [...ports, PipelineService, PendingFinalWrites, OrphanSweep, ...(worker ? [GenerationRunner, LostJobReconciler] : [])],
       exports: [PipelineService, GenerationEvents, JobQueue, StorageModule, PaletteModule],
     };

@@ -217,7 +217,8 @@ describe('Distributed deployment: instances sharing PostgreSQL and a BullMQ queu
 
   it('SIGTERM on a worker hands its running job back (not failed); another worker finishes it', async () => {
     const leaving = await instance({ SHUTDOWN_DRAIN_MS: '200' });
-    const g = await json(await post(leaving, 'outlives the drain [emulator:latency=3000]'));
+    // The first call hangs (it outlives any drain, however slow the machine); the one after the hand-back answers.
+    const g = await json(await post(leaving, 'outlives the drain [emulator:hangx1]'));
     await eventually(() => (emulator.stats().inFlight === 1 ? true : undefined), 'the call to start');
     const staying = await instance();
     expect(await leaving.stop('SIGTERM')).toEqual({ code: 0, signal: null });

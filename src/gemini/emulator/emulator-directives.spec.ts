@@ -6,12 +6,13 @@ describe('parsePrompt', () => {
     expect(parsed).toEqual({
       text: 'a red fox in snow',
       unknown: [],
-      directives: { hang: false, latencyMs: 250, fail: { status: 429, times: 2 }, block: false, textOnly: true, retryAfterS: undefined },
+      directives: { hang: false, hangTimes: undefined, latencyMs: 250, fail: { status: 429, times: 2 }, block: false, textOnly: true, retryAfterS: undefined },
     });
   });
 
   it.each([
-    ['[emulator:hang] x', { hang: true }],
+    ['[emulator:hang] x', { hang: true, hangTimes: undefined }],
+    ['[emulator:hangx1] x', { hang: true, hangTimes: 1 }],
     ['[emulator:block] x', { block: true }],
     ['[emulator:500] x', { fail: { status: 500, times: undefined } }],
     ['[emulator:503x1] x', { fail: { status: 503, times: 1 } }],

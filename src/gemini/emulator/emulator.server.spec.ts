@@ -114,6 +114,45 @@ describe('Gemini emulator', () => {
     expect(internal.headers.get('retry-after')).toBeNull();
   });
 
+  it('paints with the dominant colours of the reference images sent as inline image parts', async () => {
+    const solid = (background: string) => sharp({ create: { width: 64, height: 48, channels: 3, background } }).png().toBuffer();
+    const payload = {
+      contents: [
+        {
+          role: 'user',
+          parts: [
+            { text: 'a quiet landscape' },
+            { inlineData: { mimeType: 'image/png', data: (await solid('#c81e1e')).toString('base64') } },
+            { inlineData: { mimeType: 'image/png', data: (await solid('#1e3cc8')).toString('base64') } },
+          ],
+        },
+      ],
+      generationConfig: { responseModalities: ['IMAGE'] },
+    };
+    const answer = await post(emulator, payload);
+    expect(answer.status).toBe(200);
+    const png = Buffer.from(answer.json.candidates[0].content.parts[0].inlineData.data, 'base64');
+    // The first reference's colour covers the largest area: it is the picture's dominant colour.
+    const { dominant } = await sharp(png).stats();
+    expect(Math.abs(dominant.r - 0xc8) + Math.abs(dominant.g - 0x1e) + Math.abs(dominant.b - 0x1e)).toBeLessThan(60);
+    const without = await post(emulator, { ...payload, contents: [{ role: 'user', parts: [{ text: 'a quiet landscape' }] }] });
+    expect(without.json.candidates[0].content.parts[0].inlineData.data).not.toBe(answer.json.candidates[0].content.parts[0].inlineData.data);
+    const bad = await post(emulator, { ...payload, contents: [{ role: 'user', parts: [{ text: 'x' }, { inlineData: { mimeType: 'text/html', data: 'PGI+' } }] }] });
+    expect(bad.status).toBe(400);
+  });
+
+  it('[emulator:hangx1] hangs the first request with that exact prompt until its client leaves, then answers', async () => {
+    const prompt = `lime ${Math.random()} [emulator:hangx1]`;
+    const hangsBefore = emulator.stats().byOutcome.hang;
+    const client = new AbortController();
+    const first = post(emulator, body(prompt), { signal: client.signal }).catch((e: unknown) => e);
+    await until(() => emulator.stats().byOutcome.hang === hangsBefore + 1, 'the first request to hang');
+    client.abort();
+    expect(await first).toMatchObject({ name: 'AbortError' });
+    const second = await post(emulator, body(prompt));
+    expect(second.status).toBe(200);
+  });
+
   it('[emulator:500x2] fails the first two requests with that exact prompt, then succeeds', async () => {
     const prompt = `teal ${Math.random()} [emulator:500x2]`;
     const statuses = [];

@@ -39,6 +39,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ASPECT_RATIOS, AspectRatio } from '../../common/generation.model';
 import type { EmulatorFaultRates, LatencySpec } from '../../config/emulator-env';
+import sharp from 'sharp';
 import { FaultStatus, parsePrompt, PromptDirectives } from './emulator-directives';
 import { PngCache } from './emulator-image';
 import { normalSample, seededRandom } from './emulator-random';
@@ -153,7 +154,12 @@ interface GenerateRequest {
   prompt: string;
   aspectRatio: AspectRatio;
   wantsText: boolean;
+  /** Image parts sent with the prompt (references), decoded from base64. */
+  images: { mimeType: string; data: Buffer }[];
 }
+
+/** Image parts Gemini takes inline with a prompt; anything else is refused like Gemini does. */
+const INLINE_IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp', 'image/heic', 'image/heif']);
 
 function parseGenerateRequest(raw: string): GenerateRequest {
   let body: unknown;
@@ -167,9 +173,17 @@ function parseGenerateRequest(raw: string): GenerateRequest {
     generationConfig?: { responseModalities?: unknown; imageConfig?: { aspectRatio?: unknown } };
   };
   const list = Array.isArray(contents) ? contents : contents === undefined ? [] : [contents];
-  const texts = list.flatMap((c: { parts?: { text?: unknown }[] }) =>
-    (Array.isArray(c?.parts) ? c.parts : []).map((p) => p?.text).filter((t): t is string => typeof t === 'string'),
-  );
+  type Part = { text?: unknown; inlineData?: { mimeType?: unknown; data?: unknown } };
+  const parts = list.flatMap((c: { parts?: Part[] }) => (Array.isArray(c?.parts) ? c.parts : []));
+  const texts = parts.map((p) => p?.text).filter((t): t is string => typeof t === 'string');
+  const images = parts.flatMap((p) => {
+    const inline = p?.inlineData;
+    if (!inline) return [];
+    if (typeof inline.mimeType !== 'string' || !INLINE_IMAGE_TYPES.has(inline.mimeType) || typeof inline.data !== 'string') {
+      throw new HttpError(400, 'INVALID_ARGUMENT', `Unsupported inline data: mimeType ${JSON.stringify(inline.mimeType)}.`);
+    }
+    return [{ mimeType: inline.mimeType, data: Buffer.from(inline.data, 'base64') }];
+  });
   if (texts.length === 0) throw new HttpError(400, 'INVALID_ARGUMENT', '* GenerateContentRequest.contents: contents is not specified');
   const ratio = generationConfig?.imageConfig?.aspectRatio ?? '1:1';
   if (!ASPECT_RATIOS.includes(ratio as AspectRatio)) {
@@ -178,7 +192,7 @@ function parseGenerateRequest(raw: string): GenerateRequest {
   const modalities = generationConfig?.responseModalities;
   // The real image model answers with text and image unless told IMAGE only.
   const wantsText = !Array.isArray(modalities) || modalities.some((m) => String(m).toUpperCase() === 'TEXT');
-  return { prompt: texts.join('\n'), aspectRatio: ratio as AspectRatio, wantsText };
+  return { prompt: texts.join('\n'), aspectRatio: ratio as AspectRatio, wantsText, images };
 }
 
 function sampleLatency(spec: LatencySpec, random: () => number): number {
@@ -198,6 +212,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
   const random = seededRandom(options.seed ?? randomBytes(4).readUInt32LE(0));
   const cache = new PngCache(options.cacheSize);
   const failuresByPrompt = new Map<string, number>();
+  const hangsByPrompt = new Map<string, number>();
   const shutdown = new AbortController();
   // In-flight counts live outside `stats` so a reset mid-request cannot unbalance them.
   let inFlight = 0;
@@ -205,8 +220,8 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
   let stats = emptyStats();
 
   /** Picks this request's fault: an in-prompt directive wins over the random rates. */
-  function decideFault(d: PromptDirectives): 'hang' | 'block' | 'text' | FaultStatus | undefined {
-    if (d.hang) return 'hang';
+  function decideFault(d: PromptDirectives, prompt: string): 'hang' | 'block' | 'text' | FaultStatus | undefined {
+    if (d.hang && (d.hangTimes === undefined || countsThisTime(hangsByPrompt, prompt, d.hangTimes))) return 'hang';
     if (d.fail) return d.fail.status;
     if (d.block) return 'block';
     if (d.textOnly) return 'text';
@@ -229,13 +244,15 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
 
   /** True when the first-N-requests budget of `[emulator:NNNxN]` for this exact prompt is not used up. */
   function failsThisTime(prompt: string, times: number | undefined): boolean {
-    if (times === undefined) return true;
-    const seen = failuresByPrompt.get(prompt) ?? 0;
+    return times === undefined || countsThisTime(failuresByPrompt, prompt, times);
+  }
+
+  /** True (and counted) while fewer than `times` requests with this exact prompt were counted in `seenBy`. */
+  function countsThisTime(seenBy: Map<string, number>, prompt: string, times: number): boolean {
+    const seen = seenBy.get(prompt) ?? 0;
     if (seen >= times) return false;
-    if (!failuresByPrompt.has(prompt) && failuresByPrompt.size >= MAX_TRACKED_PROMPTS) {
-      failuresByPrompt.delete(failuresByPrompt.keys().next().value as string);
-    }
-    failuresByPrompt.set(prompt, seen + 1);
+    if (!seenBy.has(prompt) && seenBy.size >= MAX_TRACKED_PROMPTS) seenBy.delete(seenBy.keys().next().value as string);
+    seenBy.set(prompt, seen + 1);
     return true;
   }
 
@@ -270,7 +287,7 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
       throw error;
     }
 
-    const fault = decideFault(parsed.directives);
+    const fault = decideFault(parsed.directives, request.prompt);
     const waitUntil = AbortSignal.any([closed, shutdown.signal]);
     if (fault === 'hang') {
       stats.byOutcome.hang++;
@@ -324,7 +341,10 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
         parts.push({ text });
         candidatesTokenCount += estimateTokens(text);
       }
-      const png = await cache.get(parsed.text, request.aspectRatio);
+      // Reference images lead the picture: their dominant colours come first (the largest areas),
+      // so a client can see that its references reached the model.
+      const leading = await referenceColors(request.images);
+      const png = await cache.get(leading.length > 0 ? `${leading.join(' ')} ${parsed.text}` : parsed.text, request.aspectRatio);
       parts.push({ inlineData: { mimeType: 'image/png', data: png.toString('base64') } });
       candidatesTokenCount += IMAGE_TOKENS;
       stats.byOutcome.image++;
@@ -408,4 +428,18 @@ export async function startGeminiEmulator(overrides: Partial<EmulatorOptions> = 
       return closing;
     },
   };
+}
+
+/** The dominant colour of each decodable reference image, as `#rrggbb`; an undecodable one is left out. */
+async function referenceColors(images: { data: Buffer }[]): Promise<string[]> {
+  const colors: string[] = [];
+  for (const { data } of images) {
+    try {
+      const { dominant } = await sharp(data, { limitInputPixels: 50_000_000 }).stats();
+      colors.push(`#${[dominant.r, dominant.g, dominant.b].map((v) => v.toString(16).padStart(2, '0')).join('')}`);
+    } catch {
+      // Gemini would answer about an unreadable image; the emulator simply paints without it.
+    }
+  }
+  return colors;
 }
