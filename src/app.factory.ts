@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
+import { inlineRequestBodies } from './common/openapi-document';
 import { createValidationPipe } from './common/validation.pipe';
 import { AppConfig } from './config/app-config';
 import { httpServerDurationMiddleware } from './telemetry/http-server-metrics';
@@ -43,9 +44,16 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): IN
   app.disable('x-powered-by');
   app.use(
     helmet({
-      // Swagger UI at /docs needs inline scripts/styles from its own bundle.
       contentSecurityPolicy: {
-        directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'img-src': ["'self'", 'data:', 'blob:'] },
+        directives: {
+          // Swagger UI at /docs needs inline scripts/styles from its own bundle.
+          'script-src': ["'self'", "'unsafe-inline'"],
+          'img-src': ["'self'", 'data:', 'blob:'],
+          // helmet's default would make a browser fetch every asset of /docs over https: the service
+          // speaks plain HTTP (TLS ends at a proxy, if any), so on any host but localhost the page
+          // stayed blank. Whoever terminates TLS decides about upgrades.
+          'upgrade-insecure-requests': null,
+        },
       },
       crossOriginResourcePolicy: { policy: 'cross-origin' },
     }),
@@ -59,7 +67,8 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): IN
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpExceptionFilter());
 
-  const document = SwaggerModule.createDocument(
+  const document = inlineRequestBodies(
+    SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('hybrid-image-search')
@@ -68,8 +77,9 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): IN
           'Errors are always `{ statusCode, code, message }`.',
       )
       .setVersion(config.version)
-      .addApiKey({ type: 'apiKey', name: 'x-api-key', in: 'header' }, 'api-key')
+      .addApiKey({ type: 'apiKey', name: 'x-api-key', in: 'header', description: 'One of API_KEYS (also accepted as `Authorization: Bearer <key>`); only checked when API_KEYS is set' }, 'api-key')
       .build(),
+    ),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', customSiteTitle: 'hybrid-image-search API' });
   return app;

@@ -6,9 +6,15 @@ import { PipelineService } from './pipeline/pipeline.service';
 /**
  * SIGTERM/SIGINT: readiness turns 503 at once (load balancers stop routing), new generations get 503,
  * running ones may finish for SHUTDOWN_DRAIN_MS, the rest are recorded failed/INTERRUPTED; then the
- * HTTP server, palette pool and database close, telemetry is flushed, and the process exits 0.
+ * HTTP server, palette pool and database close, then the bundled Gemini emulator if main.ts started
+ * one, telemetry is flushed, and the process exits 0.
  */
-export function attachShutdown(app: INestApplication, config: AppConfig, telemetry: { shutdown(): Promise<void> }): void {
+export function attachShutdown(
+  app: INestApplication,
+  config: AppConfig,
+  telemetry: { shutdown(): Promise<void> },
+  emulator?: { close(): Promise<void> },
+): void {
   const logger = new Logger('Shutdown');
   let closing = false;
   const shutdown = async (signal: NodeJS.Signals) => {
@@ -25,6 +31,7 @@ export function attachShutdown(app: INestApplication, config: AppConfig, telemet
       const { finished, aborted } = await app.get(PipelineService).drain();
       logger.log(`Drained: ${finished} image job(s) finished, ${aborted} ${config.distributed ? 'handed back to the queue' : 'interrupted'}`);
       await app.close();
+      await emulator?.close();
       await telemetry.shutdown();
       process.exit(0);
     } catch (error) {

@@ -1,10 +1,11 @@
 import { ArgumentMetadata, HttpStatus, ValidationError, ValidationPipe } from '@nestjs/common';
 import { AppError } from './app-error';
+import { essentialMessages } from './validation-messages';
 
 function flatten(errors: ValidationError[], prefix = ''): string[] {
   return errors.flatMap((e) => {
     const path = `${prefix}${e.property}`;
-    const own = Object.values(e.constraints ?? {});
+    const own = essentialMessages(e.constraints);
     return [...own.map((m) => (m.startsWith(e.property) ? `${prefix}${m}` : `${path}: ${m}`)), ...flatten(e.children ?? [], `${path}.`)];
   });
 }
@@ -52,7 +53,7 @@ class StrictValidationPipe extends ValidationPipe {
  * Global validation: strips nothing silently — unknown fields are rejected (`forbidNonWhitelisted`,
  * plus the keys class-transformer would drop unseen), types are not coerced in bodies (a string "2"
  * is not a count), absurdly nested input is refused before it is copied, and every problem is
- * listed in one 400.
+ * listed in one 400 (a value of the wrong type once, not again for each range rule it cannot meet).
  */
 export function createValidationPipe(): ValidationPipe {
   return new StrictValidationPipe({

@@ -10,7 +10,8 @@ describe('loadConfig', () => {
       timeoutMs: 120_000,
       maxConcurrency: 4,
       maxRetries: 1,
-      useEmulator: true,
+      apiKey: undefined,
+      baseUrl: undefined,
     });
     expect(c.gemini.deadlineMs).toBeGreaterThan(2 * 120_000);
     expect(c.pipeline.maxQueue).toBe(100);
@@ -33,7 +34,7 @@ describe('loadConfig', () => {
       METRICS_PORT: '0',
     });
     expect(c.port).toBe(8080);
-    expect(c.gemini.useEmulator).toBe(false);
+    expect(c.gemini).toMatchObject({ apiKey: 'k', baseUrl: undefined });
     expect(c.s3).toMatchObject({ bucket: 'images', endpoint: 'http://127.0.0.1:4568', forcePathStyle: true });
     expect(c.http.apiKeys).toEqual([
       { name: 'alice', key: 'alice-key-0123456789' },

@@ -8,6 +8,7 @@ import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
 import { redactUrl } from './database-url';
 import { TelemetryConfig, telemetryConfig } from './telemetry-config';
+import { essentialMessages } from '../common/validation-messages';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -39,8 +40,6 @@ export class AppConfig {
     maxRetries: number;
     /** Calls started per minute; 0 = no limit. */
     ratePerMinute: number;
-    /** True when neither a key nor a base URL is set: the bundled emulator is started in-process. */
-    useEmulator: boolean;
   };
   readonly pipeline: { maxQueue: number; drainMs: number };
   readonly s3: {
@@ -128,7 +127,6 @@ export class AppConfig {
       maxConcurrency: env.GEMINI_MAX_CONCURRENCY,
       maxRetries: env.GEMINI_MAX_RETRIES,
       ratePerMinute: env.GEMINI_RATE_LIMIT_PER_MINUTE,
-      useEmulator: env.GEMINI_API_KEY === undefined && env.GEMINI_BASE_URL === undefined,
     };
     this.pipeline = { maxQueue: env.PIPELINE_MAX_QUEUE, drainMs: env.SHUTDOWN_DRAIN_MS };
     this.s3 = env.S3_BUCKET
@@ -211,21 +209,27 @@ function packageVersion(): string {
 
 /** Variables whose value may carry a password: shown redacted in error messages. */
 const URL_WITH_SECRETS = new Set(['DATABASE_URL', 'REDIS_URL']);
+/** Variables that are secrets: their value is never shown. */
+const SECRETS = new Set(['GEMINI_API_KEY', 'API_KEYS']);
 
-function describe(errors: ValidationError[], prefix = ''): string[] {
-  return errors.flatMap((e) => {
-    const value = URL_WITH_SECRETS.has(e.property) && typeof e.value === 'string' ? redactUrl(e.value) : e.value;
-    const own = Object.values(e.constraints ?? {}).map((msg) => `${prefix}${e.property}: ${msg} (got ${JSON.stringify(value)})`);
-    return [...own, ...describe(e.children ?? [], `${prefix}${e.property}.`)];
-  });
+/** What was given for `name`, as the message shows it: the text as set (a number that failed to parse is not `null`). */
+function shownValue(name: string, raw: Record<string, string>): string {
+  const value = raw[name];
+  if (value === undefined) return 'nothing';
+  if (SECRETS.has(name)) return '***';
+  return JSON.stringify(URL_WITH_SECRETS.has(name) ? redactUrl(value) : value);
+}
+
+function describe(errors: ValidationError[], raw: Record<string, string>): string[] {
+  return errors.flatMap((e) => essentialMessages(e.constraints).map((msg) => `${e.property}: ${msg} (got ${shownValue(e.property, raw)})`));
 }
 
 /** Validates `env` (default `process.env`) and returns the typed config, or throws one ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
-  const known = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
+  const known = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
   const dto = plainToInstance(EnvDto, known, { exposeDefaultValues: true });
   const errors = validateSync(dto, { whitelist: false });
-  if (errors.length > 0) throw new ConfigError(describe(errors));
+  if (errors.length > 0) throw new ConfigError(describe(errors, known));
   const problems = [...parseApiKeys(dto.API_KEYS).problems, ...deploymentProblems(dto)];
   if (problems.length > 0) throw new ConfigError(problems);
   return new AppConfig(dto);
@@ -240,6 +244,11 @@ function deploymentProblems(env: EnvDtoType): string[] {
   if (env.REDIS_URL && !env.DATABASE_URL) {
     problems.push(
       'REDIS_URL is set without DATABASE_URL: instances sharing one queue must share one database (each would keep its records in its own SQLite file, and a job run by one instance would be lost to the others); set DATABASE_URL to a PostgreSQL server',
+    );
+  }
+  if (env.NODE_ENV === 'production' && env.ROLE !== 'api' && !env.GEMINI_API_KEY && !env.GEMINI_BASE_URL) {
+    problems.push(
+      'NODE_ENV=production without GEMINI_API_KEY or GEMINI_BASE_URL: this instance would call the bundled emulator and serve its synthetic test pictures; set GEMINI_API_KEY (or GEMINI_BASE_URL to a Gemini-compatible endpoint)',
     );
   }
   if (!env.REDIS_URL && env.ROLE !== 'all') {

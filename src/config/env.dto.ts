@@ -44,6 +44,10 @@ export class EnvDto {
   @Type(() => Number) @IsInt() @Min(0) @Max(600_000)
   DATABASE_BUSY_TIMEOUT_MS = 1000;
 
+  /** `production` refuses to start without GEMINI_API_KEY or GEMINI_BASE_URL (no emulator images in production). */
+  @IsOptional() @IsString()
+  NODE_ENV?: string;
+
   @IsOptional() @Transform(emptyToUndefined) @IsString() @MinLength(1)
   GEMINI_API_KEY?: string;
 

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import type { GenerateContentResponse, Part } from '@google/genai';
 import { SpanKind } from '@opentelemetry/api';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,7 +6,6 @@ import type { AspectRatio, GenerationUsage } from '../common/generation.model';
 import { AppConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
-import { startGeminiEmulator, type GeminiEmulator } from './emulator/emulator.server';
 import { GEMINI_CLIENT_FACTORY, GeminiClient, GeminiClientFactory, GeminiEndpoint } from './gemini.client';
 import { classifyGeminiError, GeminiError } from './gemini.errors';
 import { GEMINI_QUOTA, GeminiQuota } from './gemini-quota';
@@ -114,12 +113,11 @@ function extractImage(response: GenerateContentResponse): { data: Buffer; mimeTy
  * hint) while the call's deadline allows; timeouts, blocks, missing images and cancellation are not.
  */
 @Injectable()
-export class GeminiService implements OnModuleInit, OnModuleDestroy {
+export class GeminiService implements OnModuleInit {
   private readonly logger = new Logger(GeminiService.name);
   private readonly backoff: BackoffPolicy;
   private client: GeminiClient | undefined;
   private endpoint: GeminiEndpoint | undefined;
-  private bundledEmulator: GeminiEmulator | undefined;
 
   constructor(
     private readonly config: AppConfig,
@@ -135,11 +133,12 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Picks the endpoint: the key (and GEMINI_BASE_URL if set); without a key, GEMINI_BASE_URL with
-   * a placeholder key (an emulator run on its own accepts any); with neither, the bundled emulator
-   * in-process on an ephemeral 127.0.0.1 port.
+   * Picks the endpoint: the key (and GEMINI_BASE_URL if set); without a key, GEMINI_BASE_URL with a
+   * placeholder key (an emulator accepts any). With neither there is nothing to call: `npm start`
+   * never gets here that way, since main.ts then starts the bundled emulator and passes its URL as
+   * GEMINI_BASE_URL; a test building the app does the same (test/support/gemini-emulator.ts).
    */
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     const { apiKey, baseUrl } = this.config.gemini;
     if (apiKey !== undefined) {
       this.endpoint = { apiKey, baseUrl };
@@ -147,18 +146,9 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
       this.endpoint = { apiKey: EMULATOR_API_KEY, baseUrl };
       this.logger.warn(`GEMINI_API_KEY is not set: sending Gemini calls to GEMINI_BASE_URL ${baseUrl} with a placeholder key`);
     } else {
-      this.bundledEmulator = await startGeminiEmulator({ host: '127.0.0.1', port: 0 });
-      this.endpoint = { apiKey: EMULATOR_API_KEY, baseUrl: this.bundledEmulator.url };
-      this.logger.warn(
-        `GEMINI_API_KEY is not set: using the BUNDLED GEMINI EMULATOR at ${this.bundledEmulator.url}. ` +
-          'Images are synthetic test pictures, not Gemini output. Set GEMINI_API_KEY to call Gemini.',
-      );
+      throw new Error('No Gemini endpoint: set GEMINI_API_KEY, or GEMINI_BASE_URL (npm start sets it to the bundled emulator when neither is set)');
     }
     this.client = this.createClient(this.endpoint);
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    await this.bundledEmulator?.close();
   }
 
   /** Calls holding a semaphore slot now. */
@@ -173,11 +163,6 @@ export class GeminiService implements OnModuleInit, OnModuleDestroy {
 
   get capacity(): number {
     return this.quota.capacity;
-  }
-
-  /** The in-process emulator when no key and no base URL are configured (tests read its stats). */
-  get emulator(): GeminiEmulator | undefined {
-    return this.bundledEmulator;
   }
 
   /**

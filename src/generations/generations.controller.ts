@@ -1,24 +1,10 @@
-import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Req, Res } from '@nestjs/common';
-import {
-  ApiAcceptedResponse,
-  ApiBadRequestResponse,
-  ApiConflictResponse,
-  ApiCreatedResponse,
-  ApiFoundResponse,
-  ApiHeader,
-  ApiNotFoundResponse,
-  ApiOkResponse,
-  ApiOperation,
-  ApiParam,
-  ApiProduces,
-  ApiSecurity,
-  ApiTags,
-  ApiTooManyRequestsResponse,
-} from '@nestjs/swagger';
+import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Req, Res, UseInterceptors } from '@nestjs/common';
+import { ApiHeader, ApiOperation, ApiParam, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../common/app-error';
-import { ErrorResponseDto } from '../common/dto/error-response.dto';
+import { ApiErrors, DATABASE_ERRORS, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../common/api-errors';
+import { JsonBodyInterceptor } from '../common/json-body.interceptor';
 import { Generation, isFinal } from '../common/generation.model';
 import { isGenerationId } from '../common/ids';
 import { GenerationsRepository, InvalidCursorError, Owner } from '../database/generations.repository';
@@ -26,10 +12,11 @@ import { CurrentPrincipal } from '../auth/principal';
 import type { Principal } from '../common/principal';
 import { GenerationEvents } from '../pipeline/generation-events';
 import { PipelineService } from '../pipeline/pipeline.service';
+import { isStorageError } from '../storage/storage.errors';
 import { StorageService } from '../storage/storage.service';
 import { CreateGenerationDto } from './dto/create-generation.dto';
 import { GenerationDto, GenerationListDto } from './dto/generation.dto';
-import { ListGenerationsQuery } from './dto/list-generations.query';
+import { DEFAULT_PAGE_SIZE, ListGenerationsQuery } from './dto/list-generations.query';
 import { GenerationStreamService } from './generation-stream.service';
 
 export const MAX_PREFER_WAIT_S = 60;
@@ -39,6 +26,14 @@ export function parsePreferWait(header: string | undefined): number {
   const match = /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?/i.exec(header ?? '');
   return match ? Math.min(Number(match[1]), MAX_PREFER_WAIT_S) : 0;
 }
+
+/** Media types a stored image can have (what Gemini answers). */
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
+const ID_PARAM = { name: 'id', description: 'Generation id (a UUIDv7)', schema: { type: 'string', example: '0193b0c4-5d6e-7f00-8a1b-2c3d4e5f6a7b' } };
+const CREATED_HEADERS = {
+  Location: { required: true, description: 'The generation: `/api/v1/generations/{id}`', schema: { type: 'string' } },
+  'Preference-Applied': { description: '`wait=N` when `Prefer: wait=N` was honoured', schema: { type: 'string' } },
+};
 
 const notFound = (id: string) => new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`);
 
@@ -55,17 +50,22 @@ export class GenerationsController {
   ) {}
 
   @Post()
+  @UseInterceptors(JsonBodyInterceptor)
   @ApiOperation({
     summary: 'Start a generation',
     description:
       'Queues the prompt for Gemini, then stores the images and extracts their palettes. Answers 202 at once, ' +
       'or with `Prefer: wait=N` (N ≤ 60) waits up to N seconds and answers 201 with the finished generation.',
   })
-  @ApiHeader({ name: 'Prefer', required: false, description: '`wait=N`: wait up to N (≤ 60) seconds for the result' })
-  @ApiCreatedResponse({ type: GenerationDto, description: 'Finished within the `Prefer: wait` time' })
-  @ApiAcceptedResponse({ type: GenerationDto, description: 'Accepted; poll the `Location` or follow its `/events`' })
-  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body (VALIDATION_FAILED, INVALID_JSON)' })
-  @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, with Retry-After' })
+  @ApiHeader({ name: 'Prefer', required: false, description: '`wait=N`: wait up to N (≤ 60) seconds for the result', schema: { type: 'string', example: 'wait=30' } })
+  @ApiResponse({ status: 201, type: GenerationDto, description: 'Finished within the `Prefer: wait` time', headers: CREATED_HEADERS })
+  @ApiResponse({ status: 202, type: GenerationDto, description: 'Accepted; poll the `Location` or follow its `/events`', headers: CREATED_HEADERS })
+  @ApiErrors(
+    PROTECTED_ROUTE_ERRORS,
+    JSON_BODY_ERRORS,
+    { 429: ['QUEUE_FULL', 'TOO_MANY_ACTIVE_GENERATIONS'], 503: ['SHUTTING_DOWN', 'QUEUE_UNAVAILABLE'] },
+    DATABASE_ERRORS,
+  )
   async create(
     @Body() body: CreateGenerationDto,
     @Headers('prefer') prefer: string | undefined,
@@ -94,11 +94,11 @@ export class GenerationsController {
 
   @Get()
   @ApiOperation({ summary: 'History, newest first, paged with an opaque cursor' })
-  @ApiOkResponse({ type: GenerationListDto })
-  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Bad limit or cursor' })
+  @ApiResponse({ status: 200, type: GenerationListDto })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, { 400: ['VALIDATION_FAILED', 'INVALID_CURSOR'] }, DATABASE_ERRORS)
   async list(@Query() query: ListGenerationsQuery, @CurrentPrincipal() { owner }: Principal): Promise<GenerationListDto> {
     try {
-      const page = await this.repository.list({ owner, limit: query.limit ?? 20, cursor: query.cursor });
+      const page = await this.repository.list({ owner, limit: query.limit ?? DEFAULT_PAGE_SIZE, cursor: query.cursor });
       return { items: page.items.map((g) => GenerationDto.from(g)), nextCursor: page.nextCursor };
     } catch (error) {
       if (error instanceof InvalidCursorError) throw new AppError(HttpStatus.BAD_REQUEST, 'INVALID_CURSOR', 'cursor is not a valid page cursor');
@@ -108,9 +108,9 @@ export class GenerationsController {
 
   @Get(':id')
   @ApiOperation({ summary: 'One generation' })
-  @ApiParam({ name: 'id', description: 'Generation id' })
-  @ApiOkResponse({ type: GenerationDto })
-  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  @ApiParam(ID_PARAM)
+  @ApiResponse({ status: 200, type: GenerationDto })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, { 404: ['GENERATION_NOT_FOUND'] }, DATABASE_ERRORS)
   async get(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal): Promise<GenerationDto> {
     return GenerationDto.from(await this.find(id, owner));
   }
@@ -118,9 +118,9 @@ export class GenerationsController {
   @Post(':id/cancel')
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ summary: 'Cancel a queued or running generation (aborts its Gemini call)' })
-  @ApiOkResponse({ type: GenerationDto })
-  @ApiNotFoundResponse({ type: ErrorResponseDto })
-  @ApiConflictResponse({ type: ErrorResponseDto, description: 'GENERATION_FINISHED: already succeeded, failed or canceled' })
+  @ApiParam(ID_PARAM)
+  @ApiResponse({ status: 200, type: GenerationDto, description: 'The generation, now `canceled`' })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, { 404: ['GENERATION_NOT_FOUND'], 409: ['GENERATION_FINISHED'] }, DATABASE_ERRORS)
   async cancel(@Param('id') id: string, @CurrentPrincipal() { owner }: Principal): Promise<GenerationDto> {
     if (!isGenerationId(id)) throw notFound(id);
     return GenerationDto.from(await this.pipeline.cancel(id, owner));
@@ -128,10 +128,20 @@ export class GenerationsController {
 
   @Get(':id/images/:index')
   @ApiOperation({ summary: 'Image bytes (or a 302 to a presigned S3 URL when S3_PRESIGN is on)' })
-  @ApiProduces('image/png', 'image/jpeg', 'image/webp')
-  @ApiOkResponse({ description: 'The image', schema: { type: 'string', format: 'binary' } })
-  @ApiFoundResponse({ description: 'Redirect to a presigned URL' })
-  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'GENERATION_NOT_FOUND or IMAGE_NOT_FOUND' })
+  @ApiParam(ID_PARAM)
+  @ApiParam({ name: 'index', description: 'Image index, 0 .. count − 1', schema: { type: 'integer', minimum: 0, maximum: 3 } })
+  @ApiResponse({
+    status: 200,
+    description: 'The image bytes, with the `Content-Type` it was stored with',
+    content: Object.fromEntries(IMAGE_TYPES.map((type) => [type, { schema: { type: 'string', format: 'binary' } }])),
+    headers: { 'Content-Length': { required: true, schema: { type: 'integer' } }, 'Cache-Control': { schema: { type: 'string', example: 'private, max-age=31536000, immutable' } } },
+  })
+  @ApiResponse({
+    status: 302,
+    description: 'With `S3_PRESIGN=true`: a redirect to a presigned S3 URL of the image',
+    headers: { Location: { required: true, description: 'The presigned URL', schema: { type: 'string', format: 'uri' } } },
+  })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, { 404: ['GENERATION_NOT_FOUND', 'IMAGE_NOT_FOUND'], 503: ['STORAGE_ERROR'] }, DATABASE_ERRORS)
   async image(
     @Param('id') id: string,
     @Param('index') index: string,
@@ -146,7 +156,11 @@ export class GenerationsController {
       res.redirect(HttpStatus.FOUND, presigned);
       return;
     }
-    const object = await this.storage.open(image.key);
+    const object = await this.storage.open(image.key).catch((error: unknown) => {
+      // The record names a file the store no longer has (removed by hand): the image is gone.
+      if (isStorageError(error, 'NOT_FOUND')) throw new AppError(HttpStatus.NOT_FOUND, 'IMAGE_NOT_FOUND', `Generation ${id} has no image ${index} any more`);
+      throw error;
+    });
     res.status(HttpStatus.OK);
     res.setHeader('Content-Type', object.contentType || image.mimeType);
     res.setHeader('Content-Length', String(object.contentLength));
@@ -161,10 +175,14 @@ export class GenerationsController {
       'Each `data:` line is the generation as JSON. The stream starts with the current state and closes after the final one. ' +
       'Open streams are capped per client (SSE_MAX_STREAMS_PER_CLIENT) and in total (SSE_MAX_STREAMS).',
   })
-  @ApiProduces('text/event-stream')
-  @ApiOkResponse({ description: 'text/event-stream of GenerationDto' })
-  @ApiNotFoundResponse({ type: ErrorResponseDto })
-  @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'TOO_MANY_STREAMS: too many open streams for this client or in total, with Retry-After' })
+  @ApiParam(ID_PARAM)
+  @ApiResponse({
+    status: 200,
+    description:
+      'A stream of `event: generation` messages whose `data:` is a `GenerationDto` (JSON on one line), and `: keep-alive` comments every 15 s',
+    content: { 'text/event-stream': { schema: { type: 'string', example: 'event: generation\nid: queued:queued\ndata: {"id":"…","status":"queued",…}\n\n' } } },
+  })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, { 404: ['GENERATION_NOT_FOUND'], 429: ['TOO_MANY_STREAMS'] }, DATABASE_ERRORS)
   async stream(@Param('id') id: string, @CurrentPrincipal() principal: Principal, @Req() req: Request, @Res() res: Response): Promise<void> {
     await this.streams.open(id, principal, () => this.find(id, principal.owner), req, res);
   }

@@ -106,6 +106,9 @@ export class PaletteService implements OnModuleDestroy {
     if (mode === 'inline') {
       // PALETTE_MODE=inline exists for the load test's before/after only: the worker's own function,
       // awaited on the main thread (sharp still decodes on libuv threads; quantizing blocks the loop).
+      // Loaded here, only in this mode: a static import would put node-vibrant on the main thread of
+      // every instance, and an `import()` compiles (nodenext) to a native import whose `default` is
+      // the worker's module.exports in dist/ but its default export under Jest.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       this.inlineTask = (require('./palette.worker') as typeof import('./palette.worker')).default;
       this.logger.warn('PALETTE_MODE=inline: palette work runs on the main thread (load-test comparison only)');

@@ -12,13 +12,12 @@ import {
   photoLikeRaw,
   pixelBombPng,
   referenceImage,
-  REFERENCE_COLORS,
   regionsRaw,
   truncate,
   greyscalePng,
 } from '../../test/support/images';
 import { deltaE2000Rgb } from './delta-e';
-import paletteTask, { decodeForPalette, quantizeKmeans, quantizeMmcq, rgbToOklab, sniffFormat, vibrantSwatches } from './palette.worker';
+import paletteTask, { decodeForPalette, quantizeKmeans, rgbToOklab, sniffFormat, vibrantSwatches } from './palette.worker';
 import type { PaletteColor } from './palette.types';
 
 const MAX_DELTA_E = 3;
@@ -51,23 +50,6 @@ describe('quantizeKmeans accuracy (the shipped quantizer)', () => {
     expect(accuracyReport(misses)).toEqual([]);
     // Most frequent first means the largest true share comes first.
     expect(matches[0].found).toBe(palette[0]);
-  });
-});
-
-describe('quantizeMmcq (node-vibrant MMCQ, kept for comparison)', () => {
-  it.each(ACCURACY_CASES.filter((c) => c.colors === REFERENCE_COLORS).map((c) => [c.name, c] as const))(
-    'meets the targets on the three reference colours: %s',
-    async (_name, c) => {
-      const palette = await quantizeMmcq(await decoded(await encode(regionsRaw(c.colors, c.opts), c.format)), 3);
-      expectWellFormed(palette);
-      const misses = matchPalette(c.colors, palette).filter((m) => m.deltaE > MAX_DELTA_E || m.shareError > MAX_SHARE_ERROR);
-      expect(accuracyReport(misses)).toEqual([]);
-    },
-  );
-
-  it('returns exactly `size` colours although MMCQ itself stops at about ¾ of them', async () => {
-    const pixels = await decoded(await encode(photoLikeRaw(256, 256), 'png'));
-    for (const size of [2, 5, 12]) expect(await quantizeMmcq(pixels, size)).toHaveLength(size);
   });
 });
 

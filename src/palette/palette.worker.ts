@@ -25,7 +25,7 @@ export const MAX_INPUT_PIXELS = 100_000_000;
 /** Limits when a caller gives none (DEFAULT_MAX_DECODED_MB in palette.types.ts, which this file may not import at run time). */
 export const DEFAULT_DECODE_LIMITS: DecodeLimits = { maxDecodedBytes: 320 * 1024 * 1024, timeoutSeconds: 0 };
 /** Pixels with less alpha than this are transparent: they take no share of the palette. */
-const OPAQUE_ALPHA = 128;
+export const OPAQUE_ALPHA = 128;
 /** Bytes read from a file to recognise its format (an AVIF `ftyp` box is well under this). */
 const HEADER_BYTES = 256;
 
@@ -298,7 +298,8 @@ function meanColor(sum: ArrayLike<number>, o: number, count: number): [number, n
   return [Math.round(sum[o] / count), Math.round(sum[o + 1] / count), Math.round(sum[o + 2] / count)];
 }
 
-function toPalette(groups: { count: number; rgb: [number, number, number] }[], total: number): PaletteColor[] {
+/** Colour groups → palette entries, most frequent first, each with its share of `total` pixels. */
+export function toPalette(groups: { count: number; rgb: [number, number, number] }[], total: number): PaletteColor[] {
   return groups
     .filter((g) => g.count > 0)
     .sort((a, b) => b.count - a.count)
@@ -306,7 +307,7 @@ function toPalette(groups: { count: number; rgb: [number, number, number] }[], t
 }
 
 // ---------------------------------------------------------------------------------------------
-// Quantizer 1 (used): weighted k-means in OKLab.
+// The quantizer: weighted k-means in OKLab (test/bench/mmcq.ts has the MMCQ it was compared with).
 // ---------------------------------------------------------------------------------------------
 
 const MAX_ITERATIONS = 40;
@@ -411,14 +412,13 @@ function dist2(a: Float64Array, i: number, b: Float64Array, j: number): number {
 // ---------------------------------------------------------------------------------------------
 
 type VibrantBuilder = ReturnType<typeof Vibrant.from>;
-type VibrantImageClass = Parameters<VibrantBuilder['useImageClass']>[0];
+export type VibrantImageClass = Parameters<VibrantBuilder['useImageClass']>[0];
 
 /**
  * An image class for node-vibrant that serves already-decoded pixels (its own Node image class
- * decodes with jimp, in pure JS, several times slower than sharp). `transparentBelow` turns
- * pixels below that alpha fully transparent, the only thing vibrant's MMCQ histogram skips.
+ * decodes with jimp, in pure JS, several times slower than sharp).
  */
-function pixelsImageClass(pixels: AnalysisPixels, transparentBelow = 0): VibrantImageClass {
+export function pixelsImageClass(pixels: AnalysisPixels): VibrantImageClass {
   return class PixelsImage {
     load() {
       return Promise.resolve(this);
@@ -440,17 +440,13 @@ function pixelsImageClass(pixels: AnalysisPixels, transparentBelow = 0): Vibrant
     scaleDown() {}
     getImageData() {
       // A copy: vibrant's filters clear the alpha of filtered pixels in place.
-      const data = new Uint8ClampedArray(pixels.data);
-      if (transparentBelow > 0) {
-        for (let o = 3; o < data.length; o += 4) if (data[o] < transparentBelow) data[o] = 0;
-      }
-      return { data, width: pixels.width, height: pixels.height };
+      return { data: new Uint8ClampedArray(pixels.data), width: pixels.width, height: pixels.height };
     }
   };
 }
 
 /** Vibrant reads its image class from the source; ours ignores it and serves the pixels above. */
-const UNUSED_SOURCE = '';
+export const UNUSED_SOURCE = '';
 
 const VIBRANT_NAMES: Record<string, SwatchName> = {
   Vibrant: 'vibrant',
@@ -477,55 +473,6 @@ export async function vibrantSwatches(pixels: AnalysisPixels): Promise<Swatches>
     swatches[key] = { hex: toHex(rgb), rgb, population: swatch.population };
   }
   return swatches;
-}
-
-/**
- * `size` colours by node-vibrant's MMCQ (modified median cut in RGB at 5 bits per channel). MMCQ
- * stops splitting at about ¾ of the requested count, so it is asked for more boxes and the least
- * populous are then merged into their nearest (OKLab) neighbour down to `size`. Kept for the
- * benchmark and accuracy comparison with quantizeKmeans.
- */
-export async function quantizeMmcq(pixels: AnalysisPixels, size: number): Promise<PaletteColor[]> {
-  const h = buildHistogram(pixels);
-  if (h.n === 0) return [];
-  if (size === 1 || h.n === 1) {
-    const all = h.sum.subarray(0, 3 * h.n).reduce((acc, v, i) => ((acc[i % 3] += v), acc), [0, 0, 0]);
-    return toPalette([{ count: h.total, rgb: meanColor(all, 0, h.total) }], h.total);
-  }
-  const vibrant = Vibrant.from(UNUSED_SOURCE)
-    .useImageClass(pixelsImageClass(pixels, OPAQUE_ALPHA))
-    .clearFilters()
-    .quality(1)
-    .maxColorCount(Math.min(256, Math.ceil(size / 0.75) + 1))
-    .build();
-  await vibrant.getPalette();
-  // vibrant's published types lose ProcessResult (a dangling import); this is the part read here.
-  const result = vibrant.result as { colors: { population: number; rgb: number[] }[] } | undefined;
-  const boxes = (result?.colors ?? []).map((s) => ({ count: s.population, rgb: [s.rgb[0], s.rgb[1], s.rgb[2]] as [number, number, number] }));
-  const lab = new Float64Array(3);
-  const labOther = new Float64Array(3);
-  while (boxes.length > size) {
-    boxes.sort((a, b) => b.count - a.count);
-    const smallest = boxes.pop()!;
-    rgbToOklab(smallest.rgb[0], smallest.rgb[1], smallest.rgb[2], lab);
-    let target = boxes[0];
-    let best = Infinity;
-    for (const box of boxes) {
-      rgbToOklab(box.rgb[0], box.rgb[1], box.rgb[2], labOther);
-      const d = dist2(lab, 0, labOther, 0);
-      if (d < best) {
-        best = d;
-        target = box;
-      }
-    }
-    const w = target.count + smallest.count;
-    target.rgb = target.rgb.map((c, i) => (c * target.count + smallest.rgb[i] * smallest.count) / w) as [number, number, number];
-    target.count = w;
-  }
-  return toPalette(
-    boxes.map((b) => ({ count: b.count, rgb: b.rgb.map((c) => Math.round(c)) as [number, number, number] })),
-    h.total,
-  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,18 +1,7 @@
 import { Body, Controller, HttpCode, HttpStatus, Logger, Post, UseInterceptors } from '@nestjs/common';
-import {
-  ApiBadRequestResponse,
-  ApiBody,
-  ApiConsumes,
-  ApiOkResponse,
-  ApiOperation,
-  ApiPayloadTooLargeResponse,
-  ApiSecurity,
-  ApiServiceUnavailableResponse,
-  ApiTags,
-  ApiUnsupportedMediaTypeResponse,
-} from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { AppError } from '../common/app-error';
-import { ErrorResponseDto } from '../common/dto/error-response.dto';
+import { ApiErrors, PROTECTED_ROUTE_ERRORS } from '../common/api-errors';
 import { PaletteError } from '../palette/palette.errors';
 import { PaletteService } from '../palette/palette.service';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from '../palette/palette.types';
@@ -49,16 +38,13 @@ export class PalettesController {
       },
     },
   })
-  @ApiOkResponse({ type: PaletteResponseDto })
-  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_REQUIRED, VALIDATION_FAILED (size), INVALID_MULTIPART' })
-  @ApiPayloadTooLargeResponse({
-    type: ErrorResponseDto,
-    description: 'PAYLOAD_TOO_LARGE (> 20 MB), IMAGE_TOO_LARGE (> 100 M pixels, or more than PALETTE_MAX_DECODED_MB once decoded)',
-  })
-  @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'UNSUPPORTED_IMAGE: not an image of a supported format, or truncated/corrupt' })
-  @ApiServiceUnavailableResponse({
-    type: ErrorResponseDto,
-    description: 'UPLOADS_BUSY (too many upload bytes in flight), PALETTE_BUSY (the palette queue is full), PALETTE_TIMEOUT; see Retry-After',
+  @ApiResponse({ status: 200, type: PaletteResponseDto })
+  @ApiErrors(PROTECTED_ROUTE_ERRORS, {
+    400: ['IMAGE_REQUIRED', 'VALIDATION_FAILED', 'INVALID_MULTIPART'],
+    413: ['PAYLOAD_TOO_LARGE', 'IMAGE_TOO_LARGE'],
+    415: ['UNSUPPORTED_IMAGE', 'UNSUPPORTED_MEDIA_TYPE'],
+    500: ['PALETTE_ERROR'],
+    503: ['UPLOADS_BUSY', 'PALETTE_BUSY', 'PALETTE_TIMEOUT'],
   })
   async create(@UploadedImage() image: UploadedImage | undefined, @Body() body: CreatePaletteDto): Promise<PaletteResponseDto> {
     if (!image || image.size === 0) {

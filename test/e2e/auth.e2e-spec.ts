@@ -6,6 +6,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { onePixelPng } from '../support/images';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 const KEYS = ['key-alpha-0123456789', 'key-beta-0123456789', 'key-gamma-0123456789'];
 const ALLOWED_ORIGIN = 'https://app.example';
@@ -13,11 +14,20 @@ const LIMIT = 3;
 
 async function startApp(env: Record<string, string>): Promise<{ app: NestExpressApplication; dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'his-auth-'));
-  const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
+  const config = loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
   const app = await createApp(config, { logger: false });
   await app.init();
   return { app, dataDir };
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /** API keys, the per-key rate limit and CORS, switched on through configuration, in the real app. */
 describe('API keys, rate limit and CORS (e2e)', () => {

@@ -7,6 +7,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { GenerationStreamService } from '../../src/generations/generation-stream.service';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 const GENERATIONS = '/api/v1/generations';
 /** A well-formed id no generation has. */
@@ -59,6 +60,15 @@ function openStream(base: URL, id: string, headers: Record<string, string> = {})
   });
 }
 
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
+
 /** Open streams are capped per client and in total; slots come back however a stream ends. */
 describe('Event stream limits (e2e)', () => {
   const dirs: string[] = [];
@@ -68,7 +78,7 @@ describe('Event stream limits (e2e)', () => {
   async function start(env: Record<string, string>): Promise<{ app: NestExpressApplication; base: URL; streams: GenerationStreamService }> {
     const dataDir = mkdtempSync(join(tmpdir(), 'his-sse-limits-'));
     dirs.push(dataDir);
-    const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
+    const config = loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
     const app = await createApp(config, { logger: false });
     apps.push(app);
     await app.listen(0, '127.0.0.1');

@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -14,6 +15,15 @@ const rgbDistance = (a: number[], b: number[]) => Math.hypot(a[0] - b[0], a[1] -
 /** A clearly red / blue colour: that channel leads the others by a wide margin. */
 const isRed = ([r, g, b]: number[]) => r > 150 && r - Math.max(g, b) > 100;
 const isBlue = ([r, g, b]: number[]) => b > 150 && b - Math.max(r, g) > 100;
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * The real app (every module, the real @google/genai SDK against the in-process emulator, the
@@ -27,6 +37,7 @@ describe('Generations API (e2e)', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-e2e-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',

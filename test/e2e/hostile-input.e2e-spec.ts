@@ -8,6 +8,7 @@ import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { UNSUPPORTED_IMAGE_MESSAGE } from '../../src/palette/palette.worker';
 import { deepPngBomb, hugeCanvasGif, onePixelPng, pixelBombPng, referenceImage, svgDisguises, truncate } from '../support/images';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -42,8 +43,8 @@ const JSON_CASES: Case[] = [
   { name: 'JSON null', body: raw('null'), status: 400, code: 'INVALID_JSON' },
   { name: 'a JSON array', body: raw('[{"prompt":"a cat"}]'), status: 400, code: 'VALIDATION_FAILED' },
   { name: 'no body', body: raw(''), status: 400, code: 'VALIDATION_FAILED' },
-  { name: 'a form-encoded body', body: raw('prompt=a+cat', 'application/x-www-form-urlencoded'), status: 400, code: 'VALIDATION_FAILED' },
-  { name: 'JSON sent as text/plain', body: raw('{"prompt":"a cat"}', 'text/plain'), status: 400, code: 'VALIDATION_FAILED' },
+  { name: 'a form-encoded body', body: raw('prompt=a+cat', 'application/x-www-form-urlencoded'), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'JSON sent as text/plain', body: raw('{"prompt":"a cat"}', 'text/plain'), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   // Wrong types
   { name: 'a numeric prompt', body: { prompt: 42 }, status: 400, code: 'VALIDATION_FAILED' },
   { name: 'an array prompt', body: { prompt: ['a', 'cat'] }, status: 400, code: 'VALIDATION_FAILED' },
@@ -113,6 +114,15 @@ const JSON_CASES: Case[] = [
   { name: 'a constructor query parameter', method: 'get', path: `${GENERATIONS}?limit=1&constructor=x`, status: 400, code: 'VALIDATION_FAILED' },
 ];
 
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
+
 /**
  * Hostile input through the real app: each bad request gets its 4xx with a contract error code,
  * never a 500 or a stack trace, and afterwards the process is still live, ready and generating.
@@ -126,6 +136,7 @@ describe('Hostile input (e2e)', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-hostile-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       UPLOAD_TMP_DIR: join(dataDir, 'uploads'),
       METRICS_PORT: '0',

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 const GENERATIONS = '/api/v1/generations';
 
@@ -19,6 +20,15 @@ function untilClosed(socket: Socket): Promise<string> {
     socket.on('close', () => resolve(received));
   });
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * The HTTP server's own timeouts, driven by small configured values: a request whose headers or
@@ -38,6 +48,7 @@ describe('HTTP server timeouts (e2e)', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-http-timeouts-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',

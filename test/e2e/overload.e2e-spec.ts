@@ -6,6 +6,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { LoadShedder } from '../../src/overload/load-shedder';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 import { onePixelPng } from '../support/images';
 
 const HOT = { eventLoopDelayP99Ms: 400, eventLoopUtilization: 0.99, paletteQueueFill: 0 };
@@ -20,10 +21,12 @@ describe('Load shedding (e2e)', () => {
   let dataDir: string;
   let http: ReturnType<typeof request>;
   let shedder: LoadShedder;
+  let gemini: TestGemini;
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-overload-'));
-    const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', OVERLOAD_SHEDDING: 'true', OVERLOAD_SAMPLE_MS: '0' });
+    gemini = await startTestGemini();
+    const config = loadConfig({ ...gemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', OVERLOAD_SHEDDING: 'true', OVERLOAD_SAMPLE_MS: '0' });
     app = await createApp(config, { logger: false });
     await app.init();
     http = request(app.getHttpServer());
@@ -32,6 +35,7 @@ describe('Load shedding (e2e)', () => {
 
   afterAll(async () => {
     await app?.close();
+    await gemini?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 

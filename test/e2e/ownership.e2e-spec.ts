@@ -11,6 +11,7 @@ import { IS_PUBLIC } from '../../src/auth/public.decorator';
 import { loadConfig } from '../../src/config/app-config';
 import { GeminiService } from '../../src/gemini/gemini.service';
 import { onePixelPng } from '../support/images';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -20,7 +21,7 @@ const BOB = 'bob-key-0123456789abcdef';
 const UNKNOWN_ID = '01939d2a-0000-7000-8000-000000000000';
 
 async function startApp(dataDir: string, env: Record<string, string> = {}): Promise<NestExpressApplication> {
-  const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
+  const config = loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...env });
   const app = await createApp(config, { logger: false });
   await app.init();
   return app;
@@ -68,6 +69,15 @@ const concrete = (path: string) => path.replace(/:id\b/g, UNKNOWN_ID).replace(/:
 function variants(path: string): string[] {
   return [path, path.toUpperCase().replace(UNKNOWN_ID.toUpperCase(), UNKNOWN_ID), path.replace('/api/', '/Api/'), path.replace('/api/v1/', '/aPI/V1/'), `${path}/`];
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('Protection by route metadata, and each key sees only its own data (e2e)', () => {
   let dataDir: string;

@@ -7,11 +7,21 @@ import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { DATABASE_FILE_NAME } from '../../src/database/database';
 import { createTestDatabase, TestDatabase, withClient } from '../support/postgres';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
 const ALICE = 'alice-key-0123456789abcdef';
 const BOB = 'bob-key-0123456789abcdef';
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * The real app with DATABASE_URL set to a fresh PostgreSQL database: the core flows behave as on
@@ -27,6 +37,7 @@ describe('Generations API on PostgreSQL (e2e)', () => {
     testDb = await createTestDatabase();
     dataDir = mkdtempSync(join(tmpdir(), 'his-pg-e2e-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       DATABASE_URL: testDb.url,
       API_KEYS: `alice:${ALICE},bob:${BOB}`,

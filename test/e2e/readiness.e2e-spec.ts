@@ -12,6 +12,7 @@ import { createDatabase, databaseFile } from '../../src/database/database';
 import { GenerationsRepository } from '../../src/database/generations.repository';
 import { STORAGE_DRIVER, type StorageDriver } from '../../src/storage/storage.driver';
 import { STORAGE_CHECK_TTL_MS } from '../../src/storage/storage.service';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -32,11 +33,20 @@ async function eventually<T>(check: () => Promise<T | undefined>, what: string, 
 }
 
 async function appOn(dataDir: string): Promise<NestExpressApplication> {
-  const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' });
+  const config = loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' });
   const app = await createApp(config, { logger: false });
   await app.init();
   return app;
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('Readiness (e2e)', () => {
   let dataDir: string;

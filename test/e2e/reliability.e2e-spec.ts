@@ -14,6 +14,7 @@ import { GeminiService } from '../../src/gemini/gemini.service';
 import { PaletteService, resolveWorkerFile } from '../../src/palette/palette.service';
 import { JobQueue } from '../../src/pipeline/job-queue';
 import { AppMetrics } from '../../src/telemetry/app-metrics';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 import { referenceImage } from '../support/images';
 
 type Body = Record<string, any>;
@@ -47,8 +48,18 @@ function storedFiles(dataDir: string, id: string): string[] {
   return (readdirSync(root, { recursive: true }) as string[]).filter((p) => p.includes(id) && !p.split('/').at(-1)!.startsWith('.') && /\.\w+$/.test(p));
 }
 
+/** The bundled emulator, shared by this file's apps (each test resets its stats where it counts). */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
+
 function baseEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
+    ...testGemini.env,
     DATA_DIR: dataDir,
     METRICS_PORT: '0',
     OTEL_SDK_DISABLED: 'true',
@@ -75,7 +86,7 @@ describe('Reliability: Gemini faults, deadlines, back-pressure and cancellation 
     await app.init();
     http = request(app.getHttpServer());
     gemini = app.get(GeminiService);
-    emulator = gemini.emulator!;
+    emulator = testGemini.emulator;
   });
 
   afterAll(async () => {
@@ -238,7 +249,8 @@ describe('Reliability: the job deadline bounds all Gemini attempts together (e2e
   });
 
   it('stops retrying when the next attempt would not fit before the deadline', async () => {
-    const emulator = app.get(GeminiService).emulator!;
+    const { emulator } = testGemini;
+    emulator.resetStats();
     const res = await request(app.getHttpServer())
       .post('/api/v1/generations')
       .set('Prefer', 'wait=30')

@@ -21,6 +21,7 @@ import { AppConfig, loadConfig } from '../../src/config/app-config';
 import { PaletteService, resolveWorkerFile } from '../../src/palette/palette.service';
 import { AppMetrics } from '../../src/telemetry/app-metrics';
 import { UploadsService } from '../../src/uploads/uploads.service';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 import { referenceImage } from '../support/images';
 
 const HANG_SIZE = 7;
@@ -100,6 +101,7 @@ async function startApp(dir: string, env: Record<string, string>) {
   const log = join(dir, 'tasks.log');
   writeFileSync(log, '');
   const config = loadConfig({
+    ...testGemini.env,
     DATA_DIR: join(dir, 'data'),
     UPLOAD_TMP_DIR: tmpDir,
     METRICS_PORT: '0',
@@ -128,6 +130,15 @@ async function startApp(dir: string, env: Record<string, string>) {
     tempFiles: () => (existsSync(tmpDir) ? readdirSync(tmpDir) : []),
   };
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('Uploads: temporary files, the in-flight bound and client aborts (e2e)', () => {
   let dir: string;

@@ -5,8 +5,18 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 const GENERATIONS = '/api/v1/generations';
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * Text that is not well-formed Unicode (a lone UTF-16 surrogate, which JSON's `\uXXXX` escapes
@@ -20,7 +30,7 @@ describe('Well-formed Unicode input (e2e)', () => {
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-unicode-'));
-    const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' });
+    const config = loadConfig({ ...testGemini.env, DATA_DIR: dataDir, METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' });
     app = await createApp(config, { logger: false });
     await app.init();
     http = request(app.getHttpServer());

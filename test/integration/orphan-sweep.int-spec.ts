@@ -17,6 +17,7 @@ import { generationImagePrefix } from '../../src/storage/storage-keys';
 import { startGeminiGate, type GeminiGate } from '../support/gemini-gate';
 import { S3RVER_CREDENTIALS, startS3rver, useS3rverCredentials, type S3rverHandle } from '../support/s3rver';
 import { startService, type ServiceProcess } from '../support/service-process';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -44,6 +45,15 @@ function storedFiles(dataDir: string, id: string): string[] {
   if (!existsSync(root)) return [];
   return (readdirSync(root, { recursive: true }) as string[]).filter((p) => p.includes(id) && /\/\d+\.\w+$/.test(p));
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('Orphan sweep at start (integration)', () => {
   describe('the built service, SIGKILLed while a generation had stored one of its two images', () => {
@@ -142,6 +152,7 @@ describe('Orphan sweep at start (integration)', () => {
 
     async function startApp(): Promise<NestExpressApplication> {
       const config = loadConfig({
+        ...testGemini.env,
         DATA_DIR: dataDir,
         S3_BUCKET: bucket,
         S3_ENDPOINT: s3.endpoint,

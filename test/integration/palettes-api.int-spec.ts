@@ -111,7 +111,7 @@ describe('POST /api/v1/palettes', () => {
     const body = op?.requestBody as { content: Record<string, { schema: { properties: Record<string, unknown>; required: string[] } }> };
     expect(body.content['multipart/form-data'].schema.required).toEqual(['image']);
     expect(body.content['multipart/form-data'].schema.properties.image).toMatchObject({ type: 'string', format: 'binary' });
-    expect(Object.keys(op?.responses ?? {}).sort()).toEqual(['200', '400', '413', '415', '503']);
+    expect(Object.keys(op?.responses ?? {}).sort()).toEqual(['200', '400', '401', '413', '415', '429', '500', '503']);
     expect(JSON.stringify(op?.responses['200'])).toContain('#/components/schemas/PaletteResponseDto');
     const schemas = document.components?.schemas ?? {};
     expect(Object.keys(schemas)).toEqual(expect.arrayContaining(['PaletteResponseDto', 'PaletteSwatchesDto', 'PaletteColorDto']));

@@ -9,8 +9,18 @@ import { loadConfig } from '../../src/config/app-config';
 import { DATABASE_CHECK_TIMEOUT_MS } from '../../src/health/indicators';
 import { createTestDatabase, TestDatabase } from '../support/postgres';
 import { startTcpProxy, TcpProxy } from '../support/tcp-proxy';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * Readiness with PostgreSQL out of reach. The real app talks to its own database through a TCP
@@ -32,6 +42,7 @@ describe('readiness when PostgreSQL is unreachable', () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-pg-ready-'));
     warn = jest.spyOn(Logger.prototype, 'warn');
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       DATABASE_URL: proxy.via(testDb.url),
       // Far longer than the readiness bound: the check must not wait for the pool.

@@ -8,6 +8,7 @@ import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { startS3rver, useS3rverCredentials } from '../support/s3rver';
 import type { S3rverHandle } from '../support/s3rver';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 type Body = Record<string, any>;
 
@@ -21,6 +22,15 @@ async function eventually<T>(check: () => Promise<T | undefined>, what: string, 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 /**
  * The real app storing images in a real S3-protocol server (s3rver), which the test stops and
@@ -41,6 +51,7 @@ describe('Storage faults: the S3 server goes away and comes back (integration)',
     s3 = await startS3rver({ bucket: 'fault-images' });
     dataDir = mkdtempSync(join(tmpdir(), 'his-storage-faults-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',
@@ -135,6 +146,7 @@ describe('Storage faults: an S3 endpoint that accepts connections and never answ
     await new Promise<void>((done) => blackhole.listen(0, '127.0.0.1', done));
     dataDir = mkdtempSync(join(tmpdir(), 'his-storage-blackhole-'));
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',

@@ -16,6 +16,7 @@ import { loadConfig } from '../../src/config/app-config';
 import { OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { useS3rverCredentials } from '../support/s3rver';
 import { freePort, ServiceProcess, startService } from '../support/service-process';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 const GENERATIONS = '/api/v1/generations';
 const STORED_MESSAGE = 'The image could not be stored';
@@ -56,6 +57,15 @@ function listeningAddresses(port: number): string[] {
 function ipv4(hex: string): string {
   return [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.');
 }
+
+/** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
+let testGemini: TestGemini;
+beforeAll(async () => {
+  testGemini = await startTestGemini();
+});
+afterAll(async () => {
+  await testGemini?.close();
+});
 
 describe('What the service reveals: the built service (integration)', () => {
   let receiver: OtlpReceiver;
@@ -151,6 +161,7 @@ describe('What the service reveals: S3 failures (integration)', () => {
     // Nothing listens there: every S3 call fails with ECONNREFUSED and the endpoint in its message.
     endpoint = `http://127.0.0.1:${await freePort()}`;
     const config = loadConfig({
+      ...testGemini.env,
       DATA_DIR: dataDir,
       METRICS_PORT: '0',
       OTEL_SDK_DISABLED: 'true',

@@ -3,14 +3,14 @@
  * latency: log-normal, median 8 s, tail to 60 s, a few 429s and hangs), then for each scenario a
  * fresh service pointed at it, drives open-loop traffic, samples `/metrics` and /proc every second,
  * and prints one JSON summary as the last line of stdout. Progress goes to stderr. Flags and
- * `LOAD_*` variables: see options.ts. The default is the short profile (≤ 3 minutes, every scenario
+ * `LOAD_*` variables: `npm run load -- --help` (options.ts). The default is the short profile (≤ 3 minutes, every scenario
  * scaled down); `--profile=full --report` is the run behind docs/capacity.md.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { renderPng } from '../../src/gemini/emulator/emulator-image';
-import { parseOptions, type LoadOptions } from './options';
+import { parseCommandLine, type LoadOptions } from './options';
 import { loadAverage, ROOT, startEmulator, useDistSnapshot, type EmulatorProcess } from './processes';
 import { capacityAnswer, writeReport, type LoadResults } from './report';
 import { planScenarios, runScenario, type ScenarioResult } from './scenarios';
@@ -158,7 +158,8 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
 }
 
 async function main(): Promise<void> {
-  const opts = parseOptions(process.argv.slice(2));
+  const opts = parseCommandLine(process.argv.slice(2), process.env, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
+  if (typeof opts === 'number') process.exit(opts);
   const docFile = join(ROOT, 'docs', 'capacity.md');
   const chartDir = join(ROOT, 'docs', 'capacity');
   if (opts.reportFrom) {

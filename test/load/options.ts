@@ -1,31 +1,41 @@
-/**
- * Command line and environment of `npm run load` (flags win over `LOAD_*` variables):
- *
- *   --scenarios=a,b     LOAD_SCENARIOS   which scenarios, in order (default: all, see SCENARIO_NAMES)
- *   --profile=short|full LOAD_PROFILE    short (default, ≤ 3 min, everything scaled down) or full
- *   --rates=2,5,10      LOAD_RATES       generation arrival rates (/s) of the steady sweep
- *   --soak-seconds=N    LOAD_SOAK_SECONDS
- *   --soak-rate=N       LOAD_SOAK_RATE   generations/s of the soak (default 10 full, 5 short)
- *   --moonshot-rate=N   LOAD_MOONSHOT_RATE   generations/s of the moonshot (default 40)
- *   --palette-rate=N    LOAD_PALETTE_RATE    palette uploads/s of the inline-vs-pool comparison
- *   --scale=F           LOAD_SCALE       multiply every scenario duration by F
- *   --latency=SPEC      LOAD_GEMINI_LATENCY  emulator latency (default lognormal:median=8000,sigma=0.6,max=60000)
- *   --rate-429=P        LOAD_GEMINI_RATE_429   share of Gemini calls answered 429 (default 0.01)
- *   --hang-rate=P       LOAD_GEMINI_HANG_RATE  share that never answer (default 0.002)
- *   --emulator-nice=N   LOAD_EMULATOR_NICE     niceness of the emulator process, 0..19 (default 0: same priority as the service)
- *   --env=K=V           (repeatable)     extra service environment for every scenario
- *   --node-arg=ARG      (repeatable)     extra `node` flag for the service (e.g. --max-semi-space-size=64)
- *   --target=URL        LOAD_TARGET      use this running service instead of starting one
- *   --metrics-url=URL   LOAD_METRICS_URL its /metrics (default: same host, port 9464)
- *   --pid=N             LOAD_PID         its process id, for /proc CPU and RSS (optional)
- *   --cpu-profile       LOAD_CPU_PROFILE=1  V8 CPU profiles of the service (moonshot, palette runs)
- *   --memory-detail     LOAD_MEMORY_DETAIL=1 the service samples its own memory by kind (V8 spaces, workers,
- *                                        Buffers, malloc; memory-probe.ts) every 15 s: a table per run
- *   --report            LOAD_REPORT=1    rewrite the generated part of docs/capacity.md and docs/capacity/*.svg
- *   --report-from=FILE[,FILE…]           only regenerate the report from saved results: the first gives the
- *                                        tables and charts, the others add their profiles (e.g. a --cpu-profile run)
- *   --out=FILE          LOAD_OUT         where to save the full results (time series included)
- */
+import { parseArgs } from 'node:util';
+
+/** `npm run load -- --help`. Flags win over the `LOAD_*` variables. */
+export const USAGE = `Usage: npm run load -- [flag…]
+
+The load harness: starts the Gemini emulator and a fresh service per scenario (or drives --target),
+and prints a JSON summary as the last line of stdout. Flags win over the LOAD_* variables.
+
+  --scenarios=a,b       LOAD_SCENARIOS         which scenarios, in order (default: all: reads, steady, burst, mixed, soak, palette, moonshot)
+  --profile=short|full  LOAD_PROFILE           short (default, ≤ 3 min, everything scaled down) or full
+  --rates=2,5,10        LOAD_RATES             generation arrival rates (/s) of the steady sweep
+  --soak-seconds=N      LOAD_SOAK_SECONDS
+  --soak-rate=N         LOAD_SOAK_RATE         generations/s of the soak (default 10 full, 5 short)
+  --moonshot-rate=N     LOAD_MOONSHOT_RATE     generations/s of the moonshot (default 40)
+  --palette-rate=N      LOAD_PALETTE_RATE      palette uploads/s of the inline-vs-pool comparison
+  --scale=F             LOAD_SCALE             multiply every scenario duration by F
+  --latency=SPEC        LOAD_GEMINI_LATENCY    emulator latency (default lognormal:median=8000,sigma=0.6,max=60000)
+  --rate-429=P          LOAD_GEMINI_RATE_429   share of Gemini calls answered 429 (default 0.01)
+  --hang-rate=P         LOAD_GEMINI_HANG_RATE  share that never answer (default 0.002)
+  --emulator-nice=N     LOAD_EMULATOR_NICE     niceness of the emulator process, 0..19 (default 0)
+  --env=K=V             (repeatable)           extra service environment for every scenario
+  --node-arg=ARG        (repeatable)           extra node flag for the service (e.g. --node-arg=--max-semi-space-size=64)
+  --target=URL          LOAD_TARGET            use this running service instead of starting one
+  --metrics-url=URL     LOAD_METRICS_URL       its /metrics (default: same host, port 9464)
+  --pid=N               LOAD_PID               its process id, for /proc CPU and RSS (optional)
+  --cpu-profile         LOAD_CPU_PROFILE=1     V8 CPU profiles of the service (moonshot, palette runs)
+  --memory-detail       LOAD_MEMORY_DETAIL=1   the service samples its own memory by kind every 15 s (memory-probe.ts)
+  --report              LOAD_REPORT=1          rewrite the generated part of docs/capacity.md and docs/capacity/*.svg
+  --report-from=FILE[,FILE…]                   only regenerate the report from saved results (the first gives the
+                                               tables and charts, the others add their profiles)
+  --out=FILE            LOAD_OUT               where to save the full results (time series included)
+  -h, --help                                   this text
+`;
+
+/** A command line the harness cannot run: its message says why; print it with USAGE, no stack trace. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
 
 export const SCENARIO_NAMES = ['reads', 'steady', 'burst', 'mixed', 'soak', 'palette', 'moonshot'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
@@ -53,31 +63,58 @@ export interface LoadOptions {
   out: string | undefined;
   /** The command line as typed, for the report. */
   argv: string[];
+  /** `--help`: print USAGE and run nothing. */
+  help: boolean;
 }
 
 export const DEFAULT_LATENCY = 'lognormal:median=8000,sigma=0.6,max=60000';
 
-export function parseOptions(argv: string[], env: Record<string, string | undefined> = process.env): LoadOptions {
-  const flags = new Map<string, string[]>();
-  for (const arg of argv) {
-    const match = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
-    if (!match) throw new Error(`Unknown argument ${JSON.stringify(arg)} (flags look like --name=value)`);
-    const list = flags.get(match[1]) ?? [];
-    list.push(match[2] ?? 'true');
-    flags.set(match[1], list);
+const STRING_FLAGS = [
+  'scenarios', 'profile', 'rates', 'soak-seconds', 'soak-rate', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate',
+  'emulator-nice', 'target', 'metrics-url', 'pid', 'report-from', 'out',
+] as const;
+const REPEATABLE_FLAGS = ['env', 'node-arg'] as const;
+const BOOLEAN_FLAGS = ['cpu-profile', 'memory-detail', 'report'] as const;
+
+/** The flags as node:util parseArgs reads them; its errors become UsageErrors with the flag named. */
+function readFlags(argv: string[]): { flags: Map<string, string[]>; help: boolean } {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        ...Object.fromEntries(STRING_FLAGS.map((name) => [name, { type: 'string' as const }])),
+        ...Object.fromEntries(REPEATABLE_FLAGS.map((name) => [name, { type: 'string' as const, multiple: true }])),
+        ...Object.fromEntries(BOOLEAN_FLAGS.map((name) => [name, { type: 'boolean' as const }])),
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    const { code, message } = error as { code?: string; message: string };
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`Unknown flag ${/'([^']+)'/.exec(message)?.[1] ?? message}`);
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`Unexpected argument ${/'([^']+)'/.exec(message)?.[1] ?? message} (flags look like --name=value)`);
+    if (code?.startsWith('ERR_PARSE_ARGS_')) throw new UsageError(message);
+    throw error;
   }
-  const known = new Set([
-    'scenarios', 'profile', 'rates', 'soak-seconds', 'soak-rate', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate', 'emulator-nice',
-    'env', 'node-arg', 'target', 'metrics-url', 'pid', 'cpu-profile', 'memory-detail', 'report', 'report-from', 'out',
-  ]);
-  const unknown = [...flags.keys()].filter((k) => !known.has(k));
-  if (unknown.length > 0) throw new Error(`Unknown flag(s): ${unknown.map((k) => `--${k}`).join(', ')}`);
+  const flags = new Map<string, string[]>();
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (name === 'help' || value === undefined) continue;
+    flags.set(name, Array.isArray(value) ? value.map(String) : [String(value)]);
+  }
+  return { flags, help: parsed.values.help === true };
+}
+
+/** Reads the command line (node:util parseArgs) and the LOAD_* variables; throws UsageError when they make no sense. */
+export function parseOptions(argv: string[], env: Record<string, string | undefined> = process.env): LoadOptions {
+  const { flags, help } = readFlags(argv);
   const get = (flag: string, variable: string) => flags.get(flag)?.at(-1) ?? env[variable];
   const num = (flag: string, variable: string, fallback: number, check: (n: number) => boolean) => {
     const text = get(flag, variable);
     if (text === undefined || text === '') return fallback;
     const n = Number(text);
-    if (!check(n)) throw new Error(`--${flag} / ${variable}: invalid value ${JSON.stringify(text)}`);
+    if (!check(n)) throw new UsageError(`--${flag} / ${variable}: invalid value ${JSON.stringify(text)}`);
     return n;
   };
   const bool = (flag: string, variable: string) => ['1', 'true', 'yes'].includes((get(flag, variable) ?? '').toLowerCase());
@@ -85,25 +122,26 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
   const scenarioText = get('scenarios', 'LOAD_SCENARIOS');
   const scenarios = scenarioText ? scenarioText.split(',').map((s) => s.trim()).filter(Boolean) : [...SCENARIO_NAMES];
   const bad = scenarios.filter((s) => !(SCENARIO_NAMES as readonly string[]).includes(s));
-  if (bad.length > 0) throw new Error(`Unknown scenario(s) ${bad.join(', ')}; known: ${SCENARIO_NAMES.join(', ')}`);
+  if (bad.length > 0) throw new UsageError(`Unknown scenario(s) ${bad.join(', ')}; known: ${SCENARIO_NAMES.join(', ')}`);
 
   const profile = get('profile', 'LOAD_PROFILE') ?? 'short';
-  if (profile !== 'short' && profile !== 'full') throw new Error(`--profile must be short or full, got ${profile}`);
+  if (profile !== 'short' && profile !== 'full') throw new UsageError(`--profile must be short or full, got ${profile}`);
 
   const ratesText = get('rates', 'LOAD_RATES');
   const rates = ratesText ? ratesText.split(',').map(Number) : undefined;
-  if (rates && rates.some((r) => !(r > 0 && r <= 1000))) throw new Error(`--rates: positive numbers ≤ 1000, got ${ratesText}`);
+  if (rates && rates.some((r) => !(r > 0 && r <= 1000))) throw new UsageError(`--rates: positive numbers ≤ 1000, got ${ratesText}`);
 
   const serviceEnv: Record<string, string> = {};
   for (const pair of flags.get('env') ?? []) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new Error(`--env expects KEY=VALUE, got ${pair}`);
+    if (eq <= 0) throw new UsageError(`--env expects KEY=VALUE, got ${pair}`);
     serviceEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
 
   const targetUrl = get('target', 'LOAD_TARGET');
   let target: LoadOptions['target'];
   if (targetUrl) {
+    if (!URL.canParse(targetUrl)) throw new UsageError(`--target / LOAD_TARGET: not a URL: ${JSON.stringify(targetUrl)}`);
     const base = new URL(targetUrl);
     const metricsUrl = get('metrics-url', 'LOAD_METRICS_URL') ?? `${base.protocol}//${base.hostname}:9464/metrics`;
     const pidText = get('pid', 'LOAD_PID');
@@ -133,5 +171,29 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     reportFrom: get('report-from', 'LOAD_REPORT_FROM'),
     out: get('out', 'LOAD_OUT'),
     argv,
+    help,
   };
+}
+
+/**
+ * What `npm run load` makes of its command line: the options to run with, or the exit code once it
+ * has printed what to do instead: `--help` → USAGE on stdout, 0; a command line it cannot run →
+ * the reason and USAGE on stderr, 2 (never a stack trace).
+ */
+export function parseCommandLine(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  print: { out(text: string): void; err(text: string): void },
+): LoadOptions | number {
+  let opts: LoadOptions;
+  try {
+    opts = parseOptions(argv, env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    print.err(`npm run load: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (!opts.help) return opts;
+  print.out(USAGE);
+  return 0;
 }

@@ -21,16 +21,16 @@ export class CreateGenerationDto {
   @IsIn(ASPECT_RATIOS)
   aspectRatio?: AspectRatio;
 
-  @ApiPropertyOptional({ minimum: 1, maximum: 4, default: 1, description: 'Images to generate (each is one Gemini call)' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: 4, default: 1, description: 'Images to generate (each is one Gemini call)' })
   @IsOptional()
-  @IsInt()
+  @IsInt({ message: 'count must be an integer from 1 to 4' })
   @Min(1)
   @Max(4)
   count?: number;
 
-  @ApiPropertyOptional({ minimum: 1, maximum: 12, default: 5, description: 'Colours in each image palette' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: 12, default: 5, description: 'Colours in each image palette' })
   @IsOptional()
-  @IsInt()
+  @IsInt({ message: 'paletteSize must be an integer from 1 to 12' })
   @Min(1)
   @Max(12)
   paletteSize?: number;

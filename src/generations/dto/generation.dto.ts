@@ -1,4 +1,4 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, type ApiPropertyOptions } from '@nestjs/swagger';
 import {
   ASPECT_RATIOS,
   GENERATION_ERROR_CODES,
@@ -11,50 +11,67 @@ import {
 } from '../../common/generation.model';
 import { PaletteColorDto } from '../../common/dto/palette-color.dto';
 
+const EXAMPLE_ID = '0193b0c4-5d6e-7f00-8a1b-2c3d4e5f6a7b';
+const milliseconds = (description: string) => ({ type: 'integer', minimum: 0, description, example: 0 }) as const;
+
 export class GenerationImageDto {
-  @ApiProperty() index: number;
-  @ApiProperty({ example: '/api/v1/generations/0193…/images/0' }) url: string;
+  @ApiProperty({ type: 'integer', minimum: 0, maximum: 3, example: 0 }) index: number;
+  @ApiProperty({ example: `/api/v1/generations/${EXAMPLE_ID}/images/0`, description: 'Where to download it' }) url: string;
   @ApiProperty({ example: 'image/png' }) mimeType: string;
-  @ApiProperty({ example: 1024 }) width: number;
-  @ApiProperty({ example: 1024 }) height: number;
-  @ApiProperty({ example: 123456 }) bytes: number;
-  @ApiProperty({ type: [PaletteColorDto] }) palette: PaletteColorDto[];
+  @ApiProperty({ type: 'integer', minimum: 1, example: 1024 }) width: number;
+  @ApiProperty({ type: 'integer', minimum: 1, example: 1024 }) height: number;
+  @ApiProperty({ type: 'integer', minimum: 1, example: 123456, description: 'Size of the stored file' }) bytes: number;
+  @ApiProperty({ type: [PaletteColorDto], description: '`paletteSize` colours (fewer only when the image has fewer), most frequent first' })
+  palette: PaletteColorDto[];
 }
 
 export class GenerationTimingsDto {
-  @ApiProperty() queueMs: number;
-  @ApiProperty() geminiMs: number;
-  @ApiProperty() uploadMs: number;
-  @ApiProperty() paletteMs: number;
-  @ApiProperty() totalMs: number;
+  @ApiProperty(milliseconds('From creation until a Gemini slot was free')) queueMs: number;
+  @ApiProperty(milliseconds('Gemini call(s), retries included (the slowest image)')) geminiMs: number;
+  @ApiProperty(milliseconds('Storing the image(s)')) uploadMs: number;
+  @ApiProperty(milliseconds('Palette extraction')) paletteMs: number;
+  @ApiProperty(milliseconds('From creation to the final state')) totalMs: number;
 }
 
 export class GenerationUsageDto {
-  @ApiProperty() inputTokens: number;
-  @ApiProperty() outputTokens: number;
+  @ApiProperty({ type: 'integer', minimum: 0, example: 12 }) inputTokens: number;
+  @ApiProperty({ type: 'integer', minimum: 0, example: 1290 }) outputTokens: number;
 }
 
-export class GenerationErrorDto {
-  @ApiProperty({ enum: GENERATION_ERROR_CODES }) code: GenerationErrorCode;
-  @ApiProperty() message: string;
-}
+/**
+ * The `error` of a failed or canceled generation, `null` otherwise: always present. Inline, because
+ * OpenAPI 3.0 cannot make a `$ref` nullable (`nullable` beside `allOf: [$ref]` still rejects null).
+ */
+const GENERATION_ERROR_SCHEMA: ApiPropertyOptions = {
+  type: 'object',
+  nullable: true,
+  selfRequired: true,
+  description: 'Why the generation failed or was canceled; `null` while it runs and when it succeeded',
+  required: ['code', 'message'],
+  additionalProperties: false,
+  properties: {
+    code: { type: 'string', enum: [...GENERATION_ERROR_CODES] },
+    message: { type: 'string' },
+  },
+  example: null,
+};
 
 export class GenerationDto {
-  @ApiProperty({ example: '0193b0c4-5d6e-7f00-8a1b-2c3d4e5f6a7b' }) id: string;
+  @ApiProperty({ format: 'uuid', description: 'UUIDv7: ids sort by creation time', example: EXAMPLE_ID }) id: string;
   @ApiProperty({ enum: GENERATION_STATUSES }) status: GenerationStatus;
   @ApiProperty({ enum: GENERATION_STAGES }) stage: GenerationStage;
-  @ApiProperty() prompt: string;
+  @ApiProperty({ example: 'a red apple on a blue table' }) prompt: string;
   @ApiProperty({ example: 'gemini-2.5-flash-image' }) model: string;
   @ApiProperty({ enum: ASPECT_RATIOS }) aspectRatio: string;
-  @ApiProperty() count: number;
-  @ApiProperty() paletteSize: number;
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 4, example: 1 }) count: number;
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 12, example: 5 }) paletteSize: number;
   @ApiProperty({ format: 'date-time' }) createdAt: string;
   @ApiProperty({ format: 'date-time', nullable: true, type: String }) startedAt: string | null;
   @ApiProperty({ format: 'date-time', nullable: true, type: String }) completedAt: string | null;
   @ApiProperty({ type: GenerationTimingsDto }) timings: GenerationTimingsDto;
-  @ApiProperty({ type: [GenerationImageDto] }) images: GenerationImageDto[];
+  @ApiProperty({ type: [GenerationImageDto], description: 'The images stored so far; empty until one succeeds' }) images: GenerationImageDto[];
   @ApiProperty({ type: GenerationUsageDto }) usage: GenerationUsageDto;
-  @ApiPropertyOptional({ type: GenerationErrorDto, nullable: true }) error: GenerationErrorDto | null;
+  @ApiProperty(GENERATION_ERROR_SCHEMA) error: { code: GenerationErrorCode; message: string } | null;
 
   static from(g: Generation): GenerationDto {
     return {
@@ -86,7 +103,7 @@ export class GenerationDto {
 }
 
 export class GenerationListDto {
-  @ApiProperty({ type: [GenerationDto] }) items: GenerationDto[];
+  @ApiProperty({ type: [GenerationDto], description: 'Newest first' }) items: GenerationDto[];
   @ApiProperty({ type: String, nullable: true, description: 'Pass as `cursor` for the next page; null on the last page' })
   nextCursor: string | null;
 }

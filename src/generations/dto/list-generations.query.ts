@@ -1,17 +1,21 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { toInteger } from '../../common/to-integer';
+
+export const MAX_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 20;
 
 export class ListGenerationsQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 20 })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE, description: 'Generations per page' })
   @IsOptional()
-  @Type(() => Number)
-  @IsInt()
+  @Transform(toInteger)
+  @IsInt({ message: `limit must be an integer from 1 to ${MAX_PAGE_SIZE}` })
   @Min(1)
-  @Max(100)
+  @Max(MAX_PAGE_SIZE)
   limit?: number;
 
-  @ApiPropertyOptional({ description: 'Opaque cursor from a previous page (`nextCursor`)' })
+  @ApiPropertyOptional({ description: 'Opaque cursor from a previous page (`nextCursor`)', maxLength: 512 })
   @IsOptional()
   @IsString()
   @MaxLength(512)

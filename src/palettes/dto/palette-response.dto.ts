@@ -1,10 +1,10 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { PaletteColorDto } from '../../common/dto/palette-color.dto';
+import { HEX_COLOR, PaletteColorDto, RGB } from '../../common/dto/palette-color.dto';
 
 export class PaletteSwatchDto {
-  @ApiProperty({ example: '#d43434' }) hex: string;
-  @ApiProperty({ type: [Number], example: [212, 52, 52], minItems: 3, maxItems: 3 }) rgb: [number, number, number];
-  @ApiProperty({ example: 9600, description: 'Pixels of the analysed (downscaled) image in this swatch' }) population: number;
+  @ApiProperty(HEX_COLOR) hex: string;
+  @ApiProperty(RGB) rgb: [number, number, number];
+  @ApiProperty({ type: 'integer', minimum: 1, example: 9600, description: 'Pixels of the analysed (downscaled) image in this swatch' }) population: number;
 }
 
 /** node-vibrant's named swatches; a name is absent when the image has no such colour. */
@@ -24,7 +24,7 @@ export class PaletteResponseDto {
   })
   colors: PaletteColorDto[];
 
-  @ApiProperty({ example: 1024, description: 'Displayed width (EXIF orientation applied)' }) width: number;
-  @ApiProperty({ example: 768, description: 'Displayed height (EXIF orientation applied)' }) height: number;
+  @ApiProperty({ type: 'integer', minimum: 1, example: 1024, description: 'Displayed width (EXIF orientation applied)' }) width: number;
+  @ApiProperty({ type: 'integer', minimum: 1, example: 768, description: 'Displayed height (EXIF orientation applied)' }) height: number;
   @ApiProperty({ type: PaletteSwatchesDto }) swatches: PaletteSwatchesDto;
 }
