@@ -15,23 +15,27 @@ import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { metricViews } from '../../src/telemetry/metric-views';
 import { installTestTelemetry, TestTelemetry } from '../../src/telemetry/testing';
+import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 
 describe('http.route of unrouted requests (e2e)', () => {
   let telemetry: TestTelemetry;
   let app: NestExpressApplication;
   let dataDir: string;
+  let gemini: TestGemini;
 
   beforeAll(async () => {
     telemetry = installTestTelemetry({ views: metricViews() });
+    gemini = await startTestGemini();
     dataDir = mkdtempSync(join(tmpdir(), 'his-unrouted-'));
     // Telemetry on, no OTLP endpoint: httpServerDurationMiddleware records the histogram.
-    const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' });
+    const config = loadConfig({ DATA_DIR: dataDir, METRICS_PORT: '0', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1', ...gemini.env });
     app = await createApp(config, { logger: false });
     await app.init();
   });
 
   afterAll(async () => {
     await app?.close();
+    await gemini?.close();
     await telemetry?.uninstall();
     rmSync(dataDir, { recursive: true, force: true });
   });
