@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Span, SpanStatusCode } from '@opentelemetry/api';
 import { sleep } from '../common/sleep';
 import { Generation, GenerationError, GenerationErrorCode, GenerationStage, isFinal } from '../common/generation.model';
 import { DatabaseUnavailableError } from '../database/database.errors';
@@ -53,6 +54,15 @@ const PALETTE_ERROR_MESSAGES: Record<PaletteErrorCode, string> = {
   PALETTE_TIMEOUT: 'Colour extraction took too long; the image was dropped',
   PALETTE_ERROR: 'The colours of the image could not be extracted',
 };
+
+/**
+ * A failed image's `pipeline.image` span: `error.type`, and status ERROR so that the trace shows the
+ * failure; not for a cancel, which is the client's decision rather than a fault.
+ */
+function markFailed(span: Span, error: GenerationError): void {
+  span.setAttribute('error.type', error.code);
+  if (error.code !== 'CANCELED') span.setStatus({ code: SpanStatusCode.ERROR, message: error.code });
+}
 
 /** The job stopped because its worker hands it back to the queue (SIGTERM); another worker finishes it. */
 export class JobHandedBack extends Error {
@@ -122,6 +132,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
         return undefined;
       });
       if (generation === undefined) {
+        markFailed(span, DATABASE_DOWN_ERROR);
         context.started();
         return;
       }
@@ -141,7 +152,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
         : (await this.withDatabaseRetries(() => this.repository.imagesOf(generation.id))).find((r) => r.index === job.index);
       const progress: Progress = { latest: generation, started: false };
       const record = recorded ?? (await this.runImage(generation, job, context, progress));
-      if (record.error) span.setAttribute('error.type', record.error.code);
+      if (record.error) markFailed(span, record.error);
       if (context.signal.reason === 'CANCELED') return;
       // A one-image generation that this job started: its record is the only one, and the row
       // markRunning returned is current, so finalizing needs no read back.
@@ -370,7 +381,15 @@ export class GenerationRunner implements OnApplicationBootstrap {
       const why = signal.reason === 'INTERRUPTED' ? 'INTERRUPTED' : 'CANCELED';
       return { code: why, message: ABORT_MESSAGES[why] };
     }
-    if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message: error.message };
+    if (error instanceof GeminiError) {
+      // The call's final failure (retries done, or not retryable), or a blocked prompt: the record
+      // says it to the client; this says it to the operator (the prompt itself is never logged).
+      const attempts = error.attempts ? ` after ${error.attempts} attempt${error.attempts > 1 ? 's' : ''}` : '';
+      const line = `${where} failed${attempts}: ${error.code}: ${error.message}`;
+      if (error.code === 'GEMINI_BLOCKED' || error.code === 'GEMINI_NO_IMAGE') this.logger.warn(line);
+      else this.logger.error(line);
+      return { code: error.code as GenerationErrorCode, message: error.message };
+    }
     const code = (error as { code?: unknown })?.code;
     const detail = reason(error);
     if (error instanceof StorageError) {
