@@ -1,3 +1,4 @@
+import type { Generated } from 'kysely';
 import type { AspectRatio, GenerationErrorCode, GenerationStage, GenerationStatus } from '../common/generation.model';
 
 /**
@@ -54,7 +55,70 @@ export interface GenerationImagesTable {
   created_at: number;
 }
 
+/** A reference image of the library (see migration 0004). */
+export interface ReferenceImagesTable {
+  id: string;
+  owner: string | null;
+  title: string | null;
+  /** JSON array of strings. */
+  tags: string;
+  storage_key: string;
+  mime_type: string;
+  width: number;
+  height: number;
+  bytes: number;
+  /** JSON array of `PaletteColor`. */
+  palette: string;
+  created_at: number;
+}
+
+/**
+ * One searchable item (a generation or a reference) of one owner. Its text (`body`) is indexed by
+ * FTS5 (`search_text`, SQLite) or a generated `tsvector` column with a GIN index (PostgreSQL).
+ */
+export interface SearchItemsTable {
+  item_key: Generated<number>;
+  kind: 'generation' | 'reference';
+  item_id: string;
+  owner: string | null;
+  /** `ownerKindCode(owner, kind)`: the owner/kind coordinate of its colour points. */
+  code: number;
+  created_at: number;
+  body: string;
+}
+
+/**
+ * One palette colour of a searchable item (of one image of a generation), in OKLab with its share;
+ * indexed as a point by the R*Tree `search_color_index` (SQLite) or a GiST index on the generated
+ * `point cube` column (PostgreSQL).
+ */
+export interface SearchColorsTable {
+  item_key: number;
+  image_idx: number;
+  color_idx: number;
+  l: number;
+  a: number;
+  b: number;
+  share: number;
+  code: number;
+}
+
+/**
+ * Stored objects to delete once `due_at` has passed: a deleted reference's image whose deletion
+ * failed, or an upload's image not yet recorded (removed in the transaction that records it).
+ */
+export interface StorageSweepTable {
+  key: string;
+  due_at: number;
+  attempts: number;
+  reason: string;
+}
+
 export interface DatabaseSchema {
   generations: GenerationsTable;
   generation_images: GenerationImagesTable;
+  reference_images: ReferenceImagesTable;
+  search_items: SearchItemsTable;
+  search_colors: SearchColorsTable;
+  storage_sweep: StorageSweepTable;
 }

@@ -199,8 +199,14 @@ class LockWaitDriver implements Driver {
     (connection as Lease).release();
   }
 
-  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    return this.inner.beginTransaction(connection, settings);
+  /**
+   * `BEGIN IMMEDIATE`, not Kysely's plain `BEGIN`: the transaction takes the write lock at its start,
+   * through the same asynchronous lock wait as a single statement (it is not yet a transaction, so
+   * `execute` may retry it). A deferred `BEGIN` would take the lock at its first write, inside the
+   * transaction, where a locked database fails at once.
+   */
+  async beginTransaction(connection: DatabaseConnection, _settings: TransactionSettings): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   commitTransaction(connection: DatabaseConnection): Promise<void> {

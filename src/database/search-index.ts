@@ -1,0 +1,93 @@
+import { Kysely, PostgresAdapter } from 'kysely';
+import type { PaletteColor } from '../common/generation.model';
+import { ItemKind, ownerKindCode, rgbToOklab } from '../search/color-space';
+import type { DatabaseSchema } from './database.schema';
+
+/**
+ * Writes of the search index, shared by the repositories of the searchable things (generations,
+ * references) and migration 0004's backfill. One dialect-neutral write: a row in `search_items`
+ * (its text) and one in `search_colors` per palette colour; each database keeps its own index of
+ * them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated `tsvector` and
+ * `cube` columns with GIN and GiST indexes), and deleting the item deletes its colours (foreign key
+ * cascade) and their index entries. Every write is idempotent, so a migration or a final write that
+ * runs twice changes nothing.
+ */
+export type Dialect = 'sqlite' | 'postgres';
+
+/** Which database `db` talks to (Kysely's adapter is the one place that knows). */
+export function dialectOf(db: Kysely<any>): Dialect {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+export interface SearchDocument {
+  kind: ItemKind;
+  itemId: string;
+  owner: string | null;
+  createdAtMs: number;
+  /** The text to index: a prompt, or a reference's title and tags. */
+  body: string;
+}
+
+/** The palettes of an item: one per image (references have one, index 0). */
+export interface IndexedPalette {
+  imageIdx: number;
+  palette: readonly PaletteColor[];
+}
+
+/** Most images of an item and colours per palette the index has room for (see the point ids). */
+export const MAX_INDEXED_IMAGES = 4;
+export const MAX_INDEXED_COLORS = 16;
+
+/** A reference's searchable text: its title, then its tags. */
+export function referenceBody(title: string | null, tags: readonly string[]): string {
+  return [title ?? '', ...tags].filter((s) => s.length > 0).join('\n');
+}
+
+/** Adds the item (if absent) and its palettes' colours (those absent); returns its `item_key`. */
+export async function indexItem(db: Kysely<DatabaseSchema>, doc: SearchDocument, palettes: readonly IndexedPalette[] = []): Promise<number> {
+  const code = ownerKindCode(doc.owner, doc.kind);
+  await db
+    .insertInto('search_items')
+    .values({ kind: doc.kind, item_id: doc.itemId, owner: doc.owner, code, created_at: doc.createdAtMs, body: doc.body })
+    .onConflict((oc) => oc.columns(['kind', 'item_id']).doNothing())
+    .execute();
+  const { item_key } = await db
+    .selectFrom('search_items')
+    .select('item_key')
+    .where('kind', '=', doc.kind)
+    .where('item_id', '=', doc.itemId)
+    .executeTakeFirstOrThrow();
+  const key = Number(item_key);
+  await insertColors(db, key, code, palettes);
+  return key;
+}
+
+/** Adds the palettes of an item already indexed (a generation that just succeeded); false when it is not. */
+export async function indexPalettes(db: Kysely<DatabaseSchema>, kind: ItemKind, itemId: string, palettes: readonly IndexedPalette[]): Promise<boolean> {
+  const item = await db.selectFrom('search_items').select(['item_key', 'code']).where('kind', '=', kind).where('item_id', '=', itemId).executeTakeFirst();
+  if (!item) return false;
+  await insertColors(db, Number(item.item_key), Number(item.code), palettes);
+  return true;
+}
+
+/** Removes the item, its colours and their index entries. */
+export async function removeItem(db: Kysely<DatabaseSchema>, kind: ItemKind, itemId: string): Promise<void> {
+  await db.deleteFrom('search_items').where('kind', '=', kind).where('item_id', '=', itemId).execute();
+}
+
+async function insertColors(db: Kysely<DatabaseSchema>, itemKey: number, code: number, palettes: readonly IndexedPalette[]): Promise<void> {
+  const rows = palettes
+    .filter((p) => Number.isInteger(p.imageIdx) && p.imageIdx >= 0 && p.imageIdx < MAX_INDEXED_IMAGES)
+    .flatMap((p) =>
+      p.palette.slice(0, MAX_INDEXED_COLORS).map((color, colorIdx) => {
+        const [l, a, b] = rgbToOklab(color.rgb);
+        return { item_key: itemKey, image_idx: p.imageIdx, color_idx: colorIdx, l, a, b, share: color.proportion, code };
+      }),
+    );
+  if (rows.length === 0) return;
+  await db
+    .insertInto('search_colors')
+    .values(rows)
+    .onConflict((oc) => oc.columns(['item_key', 'image_idx', 'color_idx']).doNothing())
+    .execute();
+}

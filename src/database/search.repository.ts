@@ -1,0 +1,207 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Expression, ExpressionBuilder, RawBuilder, sql, SqlBool } from 'kysely';
+import { CODE_SCALE, codeRange, indexCoordinates, ItemKind, Oklab } from '../search/color-space';
+import type { WeightedColor } from '../search/palette-distance';
+import { Phrase, TextQuery, toFts5 } from '../search/text-query';
+import { Database, KYSELY } from './database';
+import type { DatabaseSchema } from './database.schema';
+import type { Owner } from './generations.repository';
+import { Dialect, dialectOf } from './search-index';
+
+/** One searchable item, as the index knows it. */
+export interface SearchItemRef {
+  itemKey: number;
+  kind: ItemKind;
+  itemId: string;
+  createdAtMs: number;
+}
+
+export interface TextHit extends SearchItemRef {
+  /** Lower is better: bm25 (SQLite) or −ts_rank (PostgreSQL); comparable within one query only. */
+  order: number;
+}
+
+/** An item with the palettes of its images (references: one, index 0). */
+export interface ItemPalettes extends SearchItemRef {
+  images: Map<number, WeightedColor[]>;
+}
+
+/** Largest radius the nearest-point search widens to, in index units (covers the whole space). */
+const MAX_RADIUS = 4096;
+/** First radius (index units: 0.1 ΔE_OK): dense enough palettes answer at once. */
+const FIRST_RADIUS = 16;
+
+function ownedBy(owner: Owner) {
+  return (eb: ExpressionBuilder<DatabaseSchema, 'search_items'>) => (owner === null ? eb('search_items.owner', 'is', null) : eb('search_items.owner', '=', owner));
+}
+
+/**
+ * The read side of the search index (see migration 0004 and search-index.ts): ranked text matches,
+ * nearest palette colours, and the palettes of candidate items, always within one owner's items.
+ * Written per dialect where the two databases differ (FTS5 / `tsvector`, R*Tree / `cube`).
+ */
+@Injectable()
+export class SearchRepository {
+  private readonly dialect: Dialect;
+
+  constructor(@Inject(KYSELY) private readonly db: Database) {
+    this.dialect = dialectOf(db);
+  }
+
+  /**
+   * The best `limit` items of `owner` (of `kinds`) matching `query`, best first (ties: newer
+   * first). With `among`, only those items are considered (no limit applies then).
+   */
+  async text(query: TextQuery, opts: { owner: Owner; kinds: readonly ItemKind[]; limit: number; among?: readonly number[] }): Promise<TextHit[]> {
+    if (query.groups.length === 0 || opts.among?.length === 0) return [];
+    let q = this.db
+      .selectFrom('search_items')
+      .select(['search_items.item_key', 'search_items.kind', 'search_items.item_id', 'search_items.created_at'])
+      .where(ownedBy(opts.owner))
+      .where('search_items.kind', 'in', [...opts.kinds]);
+    if (opts.among) q = q.where('search_items.item_key', 'in', [...opts.among]);
+    let ranked;
+    if (this.dialect === 'postgres') {
+      const tsquery = toTsquery(query);
+      ranked = q
+        .select(sql<number>`-ts_rank(search_items.tsv, ${tsquery}, 1)`.as('score'))
+        .where(sql<SqlBool>`search_items.tsv @@ ${tsquery}`);
+    } else {
+      const match = toFts5(query)!;
+      ranked = q
+        .innerJoin(sql<{ rowid: number }>`search_text`.as('search_text'), (join) => join.onRef(sql.ref('search_text.rowid') as never, '=', 'search_items.item_key'))
+        .select(sql<number>`bm25(search_text)`.as('score'))
+        .where(sql<SqlBool>`search_text match ${match}`);
+    }
+    ranked = ranked.orderBy('score').orderBy('search_items.created_at', 'desc').orderBy('search_items.item_key', 'desc');
+    if (!opts.among) ranked = ranked.limit(opts.limit);
+    const rows = await ranked.execute();
+    return rows.map((r) => ({ ...itemRef(r), order: Number(r.score) }));
+  }
+
+  /**
+   * Keys of the items of `owner` (of `kinds`) owning the `k` palette colours nearest to (`lab`,
+   * `share`) in the index (OKLab and share, see color-space.ts), nearest first, each item once.
+   */
+  async nearestItems(lab: Oklab, share: number, opts: { owner: Owner; kinds: readonly ItemKind[]; k: number }): Promise<number[]> {
+    const [lo, hi] = codeRange(opts.owner, opts.kinds);
+    const point = indexCoordinates(lab, share);
+    const ids = this.dialect === 'postgres' ? await this.nearestPostgres(point, lo, hi, opts.k) : await this.nearestSqlite(point, lo, hi, opts.k);
+    return [...new Set(ids.map((id) => Math.floor(id / 64)))];
+  }
+
+  /** GiST nearest-neighbour scan (`<->`) on the cube column; the caller's code comes nearest. */
+  private async nearestPostgres(point: number[], lo: number, hi: number, k: number): Promise<number[]> {
+    const code = ((lo + hi) / 2) * CODE_SCALE;
+    const target = sql`cube(array[${point[0]}, ${point[1]}, ${point[2]}, ${point[3]}, ${code}]::float8[])`;
+    const { rows } = await sql<{ id: string | number }>`
+      select item_key * 64 + image_idx * 16 + color_idx as id from search_colors
+      where code between ${lo} and ${hi}
+      order by point <-> ${target}
+      limit ${k}`.execute(this.db);
+    return rows.map((r) => Number(r.id));
+  }
+
+  /**
+   * The R*Tree answers boxes, not nearest neighbours: a box around the point is widened (×2) until
+   * the ball it contains holds `k` points; those `k` nearest are then exact (within the index's
+   * integer coordinates).
+   */
+  private async nearestSqlite(point: number[], lo: number, hi: number, k: number): Promise<number[]> {
+    for (let r = FIRST_RADIUS; ; r *= 2) {
+      const { rows } = await sql<{ id: number; l: number; a: number; b: number; s: number }>`
+        select id, l0 as l, a0 as a, b0 as b, s0 as s from search_color_index
+        where l1 >= ${point[0] - r} and l0 <= ${point[0] + r}
+          and a1 >= ${point[1] - r} and a0 <= ${point[1] + r}
+          and b1 >= ${point[2] - r} and b0 <= ${point[2] + r}
+          and s1 >= ${point[3] - r} and s0 <= ${point[3] + r}
+          and c1 >= ${lo} and c0 <= ${hi}`.execute(this.db);
+      const within = rows
+        .map((row) => ({ id: Number(row.id), d2: (row.l - point[0]) ** 2 + (row.a - point[1]) ** 2 + (row.b - point[2]) ** 2 + (row.s - point[3]) ** 2 }))
+        .filter((p) => p.d2 <= r * r);
+      if (within.length >= k || r >= MAX_RADIUS) {
+        return within
+          .sort((x, y) => x.d2 - y.d2 || x.id - y.id)
+          .slice(0, k)
+          .map((p) => p.id);
+      }
+    }
+  }
+
+  /** The palettes of the items `itemKeys` that belong to `owner` (items without colours are missing). */
+  async palettes(itemKeys: readonly number[], owner: Owner): Promise<ItemPalettes[]> {
+    if (itemKeys.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('search_colors')
+      .innerJoin('search_items', 'search_items.item_key', 'search_colors.item_key')
+      .select([
+        'search_items.item_key',
+        'search_items.kind',
+        'search_items.item_id',
+        'search_items.created_at',
+        'search_colors.image_idx',
+        'search_colors.color_idx',
+        'search_colors.l',
+        'search_colors.a',
+        'search_colors.b',
+        'search_colors.share',
+      ])
+      .where('search_colors.item_key', 'in', [...new Set(itemKeys)])
+      .where(ownedBy(owner))
+      .orderBy('search_colors.item_key')
+      .orderBy('search_colors.image_idx')
+      .orderBy('search_colors.color_idx')
+      .execute();
+    return groupPalettes(rows);
+  }
+
+  /** The item `kind`/`itemId` of `owner` with its palettes (none when it has no colours), or null. */
+  async item(kind: ItemKind, itemId: string, owner: Owner): Promise<ItemPalettes | null> {
+    const row = await this.db
+      .selectFrom('search_items')
+      .select(['search_items.item_key', 'search_items.kind', 'search_items.item_id', 'search_items.created_at'])
+      .where('search_items.kind', '=', kind)
+      .where('search_items.item_id', '=', itemId)
+      .where(ownedBy(owner))
+      .executeTakeFirst();
+    if (!row) return null;
+    const [withColors] = await this.palettes([Number(row.item_key)], owner);
+    return withColors ?? { ...itemRef(row), images: new Map() };
+  }
+}
+
+function itemRef(r: { item_key: number | string; kind: ItemKind; item_id: string; created_at: number | string }): SearchItemRef {
+  return { itemKey: Number(r.item_key), kind: r.kind, itemId: r.item_id, createdAtMs: Number(r.created_at) };
+}
+
+function groupPalettes(
+  rows: { item_key: number | string; kind: ItemKind; item_id: string; created_at: number | string; image_idx: number; l: number; a: number; b: number; share: number }[],
+): ItemPalettes[] {
+  const items = new Map<number, ItemPalettes>();
+  for (const row of rows) {
+    const key = Number(row.item_key);
+    let item = items.get(key);
+    if (!item) {
+      item = { ...itemRef(row), images: new Map() };
+      items.set(key, item);
+    }
+    const image = Number(row.image_idx);
+    const colors = item.images.get(image) ?? [];
+    colors.push({ lab: [Number(row.l), Number(row.a), Number(row.b)], weight: Number(row.share) });
+    item.images.set(image, colors);
+  }
+  return [...items.values()];
+}
+
+/**
+ * The parsed query as a PostgreSQL `tsquery`: each word or phrase through
+ * `phraseto_tsquery('english', …)` (stemming, stop words, adjacency), joined with `&&`, `||` and `!!`.
+ */
+function toTsquery(query: TextQuery): RawBuilder<unknown> {
+  const phrase = (p: Phrase): Expression<unknown> => sql`phraseto_tsquery('english', ${p.join(' ')})`;
+  const groups = query.groups.map((g) => {
+    const parts = [...g.include.map(phrase), ...g.exclude.map((p) => sql`(!! ${phrase(p)})`)];
+    return sql`(${sql.join(parts, sql` && `)})`;
+  });
+  return sql`(${sql.join(groups, sql` || `)})`;
+}
