@@ -8,7 +8,9 @@ import { HealthModule } from './health/health.module';
 import { LoggingModule } from './logging/logging.module';
 import { PalettesModule } from './palettes/palettes.module';
 import { PipelineModule } from './pipeline/pipeline.module';
+import { ReferencesModule } from './references/references.module';
 import { RedisModule } from './redis/redis.module';
+import { SearchModule } from './search/search.module';
 import { TelemetryModule } from './telemetry/telemetry.module';
 
 @Module({})
@@ -25,7 +27,7 @@ export class AppModule {
         DatabaseModule,
         PipelineModule.forRoot(config),
         // ROLE=worker serves only health and metrics.
-        ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule]),
+        ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule, ReferencesModule, SearchModule]),
         HealthModule,
       ],
     };
