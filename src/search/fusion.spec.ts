@@ -12,7 +12,7 @@ describe('fuse (tiered reciprocal rank fusion)', () => {
 
   it('puts items matching both criteria above items that match one very well', () => {
     const candidates = [
-      ...Array.from({ length: 50 }, (_, i) => ({ key: i, textOrder: i, colorDistance: 35, createdAt: 0 })),
+      ...Array.from({ length: 50 }, (_, i) => ({ key: i, textOrder: i, createdAt: 0 })),
       ...Array.from({ length: 50 }, (_, i) => ({ key: 100 + i, colorDistance: i / 10, createdAt: 0 })),
       { key: 999, textOrder: 49.5, colorDistance: COLOR_MATCH_DISTANCE, createdAt: 0 },
     ];
