@@ -16,7 +16,7 @@ import { Database, KYSELY } from './database';
 import { GenerationNotFoundError } from './database.errors';
 import type { DatabaseSchema, GenerationImagesTable, GenerationsTable } from './database.schema';
 import { decodeCursor, encodeCursor } from './generation-cursor';
-import { IndexedPalette, indexItem, removeItem, SearchDocument } from './search-index';
+import { IndexedPalette, indexItem, inTransaction, removeItem, SearchDocument } from './search-index';
 
 // The errors callers catch travel with the repository that throws them.
 export { GenerationNotFoundError, InvalidCursorError } from './database.errors';
@@ -78,7 +78,7 @@ export class GenerationsRepository {
   constructor(@Inject(KYSELY) private readonly db: Database) {}
 
   async create(generation: Generation): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await inTransaction(this.db, async (trx) => {
       await trx.insertInto('generations').values(toRow(generation)).execute();
       await indexItem(trx, searchDocument(generation), searchPalettes(generation));
     });
@@ -96,7 +96,7 @@ export class GenerationsRepository {
    * images' storage keys are the caller's to delete), or null when there was none.
    */
   async delete(id: string, owner: Owner): Promise<Generation | null> {
-    return this.db.transaction().execute(async (trx) => {
+    return inTransaction(this.db, async (trx) => {
       const row = await trx.deleteFrom('generations').where('id', '=', id).where(ownedBy(owner)).returningAll().executeTakeFirst();
       if (!row) return null;
       await removeItem(trx, 'generation', id);
@@ -149,7 +149,7 @@ export class GenerationsRepository {
    * was already final; throws `GenerationNotFoundError` when there is no such generation.
    */
   async updateIfNotFinal(id: string, patch: GenerationPatch): Promise<Generation | null> {
-    const updated = await this.db.transaction().execute(async (trx) => {
+    const updated = await inTransaction(this.db, async (trx) => {
       const row = await trx
         .updateTable('generations')
         .set(toPatchRow(patch))
@@ -200,7 +200,7 @@ export class GenerationsRepository {
     const row = { ...toRow(generation), client };
     const columns = Object.keys(row) as (keyof typeof row)[];
     const unfinished = sql.join(UNFINISHED_STATUSES.map((status) => sql`${status}`));
-    return this.db.transaction().execute(async (trx) => {
+    return inTransaction(this.db, async (trx) => {
       const result = await trx
         .insertInto('generations')
         .columns(columns)
@@ -218,7 +218,7 @@ export class GenerationsRepository {
 
   /** Removes a generation that was never queued (its job could not be enqueued). */
   async deleteQueued(id: string): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await inTransaction(this.db, async (trx) => {
       const deleted = await trx.deleteFrom('generations').where('id', '=', id).where('status', '=', 'queued').executeTakeFirst();
       if (Number(deleted.numDeletedRows) > 0) await removeItem(trx, 'generation', id);
     });

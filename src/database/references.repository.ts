@@ -7,7 +7,7 @@ import { Database, KYSELY } from './database';
 import type { DatabaseSchema, ReferenceImagesTable } from './database.schema';
 import { decodeCursor, encodeCursor } from './generation-cursor';
 import { fromJson, fromMs, MAX_PAGE_SIZE, Owner, toMs } from './generations.repository';
-import { indexItem, referenceBody, removeItem } from './search-index';
+import { indexItem, inTransaction, referenceBody, removeItem } from './search-index';
 import { StorageSweepRepository } from './storage-sweep.repository';
 
 export interface ReferencePage {
@@ -53,7 +53,7 @@ export class ReferencesRepository {
    * deleting the image) or gone, nothing is written and `UploadExpiredError` is thrown.
    */
   async create(reference: Reference, opts: { pendingKey?: string } = {}): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await inTransaction(this.db, async (trx) => {
       if (opts.pendingKey !== undefined && !(await new StorageSweepRepository(trx).claimPending(opts.pendingKey))) throw new UploadExpiredError();
       await trx.insertInto('reference_images').values(toRow(reference)).execute();
       await indexItem(
@@ -112,7 +112,7 @@ export class ReferencesRepository {
    * delete now, then `StorageSweepRepository.done`), or null when there was none.
    */
   async delete(id: string, owner: Owner, sweepDueAt: Date = new Date()): Promise<Reference | null> {
-    return this.db.transaction().execute(async (trx) => {
+    return inTransaction(this.db, async (trx) => {
       const row = await trx.deleteFrom('reference_images').where('id', '=', id).where(ownedBy(owner)).returningAll().executeTakeFirst();
       if (!row) return null;
       await removeItem(trx, 'reference', id);

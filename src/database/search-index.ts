@@ -1,12 +1,12 @@
 import { Kysely, PostgresAdapter } from 'kysely';
 import type { PaletteColor } from '../common/generation.model';
-import { ItemKind, ownerKindCode, rgbToOklab } from '../search/color-space';
+import { deltaEOk, ItemKind, Oklab, ownerKindCode, rgbToOklab } from '../search/color-space';
 import type { DatabaseSchema } from './database.schema';
 
 /**
  * Writes of the search index, shared by the repositories of the searchable things (generations,
  * references) and migration 0004's backfill. One dialect-neutral write: a row in `search_items`
- * (its text) and one in `search_colors` per palette colour; each database keeps its own index of
+ * (its text) and one in `search_colors` per colour of each palette (`colorPoints`); each database keeps its own index of
  * them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated `tsvector` and
  * `cube` columns with GIN and GiST indexes), and deleting the item deletes its colours (foreign key
  * cascade) and their index entries. Every write is idempotent, so a migration or a final write that
@@ -75,14 +75,47 @@ export async function removeItem(db: Kysely<DatabaseSchema>, kind: ItemKind, ite
   await db.deleteFrom('search_items').where('kind', '=', kind).where('item_id', '=', itemId).execute();
 }
 
+/** Palette colours closer than this (ΔE_OK) are one colour for search (see `colorPoints`). */
+export const MERGE_DISTANCE = 6;
+
+/**
+ * A palette as search sees it: its colours in OKLab, where colours closer than MERGE_DISTANCE are
+ * merged into one (share-weighted mean, shares added), largest share first. A quantizer splits a
+ * large noisy area into several near-identical entries (an image 80 % red can come out as three
+ * reds of 27 % each); merged, the red is one point with its real share, which is what the share
+ * coordinate of the index and the distance's weighting need.
+ */
+export function colorPoints(palette: readonly PaletteColor[]): { lab: Oklab; share: number }[] {
+  const points: { lab: [number, number, number]; share: number }[] = [];
+  for (const color of [...palette].sort((x, y) => y.proportion - x.proportion)) {
+    if (!(color.proportion > 0)) continue;
+    const lab = rgbToOklab(color.rgb);
+    const near = points.find((p) => deltaEOk(p.lab, lab) < MERGE_DISTANCE);
+    if (!near) {
+      points.push({ lab: [lab[0], lab[1], lab[2]], share: color.proportion });
+      continue;
+    }
+    const total = near.share + color.proportion;
+    near.lab = [0, 1, 2].map((i) => (near.lab[i] * near.share + lab[i] * color.proportion) / total) as [number, number, number];
+    near.share = total;
+  }
+  return points;
+}
+
 async function insertColors(db: Kysely<DatabaseSchema>, itemKey: number, code: number, palettes: readonly IndexedPalette[]): Promise<void> {
   const rows = palettes
     .filter((p) => Number.isInteger(p.imageIdx) && p.imageIdx >= 0 && p.imageIdx < MAX_INDEXED_IMAGES)
     .flatMap((p) =>
-      p.palette.slice(0, MAX_INDEXED_COLORS).map((color, colorIdx) => {
-        const [l, a, b] = rgbToOklab(color.rgb);
-        return { item_key: itemKey, image_idx: p.imageIdx, color_idx: colorIdx, l, a, b, share: color.proportion, code };
-      }),
+      colorPoints(p.palette.slice(0, MAX_INDEXED_COLORS)).map(({ lab: [l, a, b], share }, colorIdx) => ({
+        item_key: itemKey,
+        image_idx: p.imageIdx,
+        color_idx: colorIdx,
+        l,
+        a,
+        b,
+        share,
+        code,
+      })),
     );
   if (rows.length === 0) return;
   await db
@@ -90,4 +123,12 @@ async function insertColors(db: Kysely<DatabaseSchema>, itemKey: number, code: n
     .values(rows)
     .onConflict((oc) => oc.columns(['item_key', 'image_idx', 'color_idx']).doNothing())
     .execute();
+}
+
+/**
+ * Runs `fn` in a transaction: a new one, or `db` itself when it already is one (a repository built
+ * on a transaction, as the batch loaders do), since Kysely does not nest them.
+ */
+export function inTransaction<T>(db: Kysely<DatabaseSchema>, fn: (trx: Kysely<DatabaseSchema>) => Promise<T>): Promise<T> {
+  return db.isTransaction ? fn(db) : db.transaction().execute(fn);
 }

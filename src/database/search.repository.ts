@@ -104,27 +104,25 @@ export class SearchRepository {
 
   /**
    * The R*Tree answers boxes, not nearest neighbours: a box around the point is widened (×2) until
-   * the ball it contains holds `k` points; those `k` nearest are then exact (within the index's
+   * the ball inside it holds `k` points; SQLite orders the box's points by distance itself (no row
+   * reaches JavaScript but the `k` kept), so those `k` are the exact nearest (in the index's
    * integer coordinates).
    */
   private async nearestSqlite(point: number[], lo: number, hi: number, k: number): Promise<number[]> {
+    const [l, a, b, s] = point;
     for (let r = FIRST_RADIUS; ; r *= 2) {
-      const { rows } = await sql<{ id: number; l: number; a: number; b: number; s: number }>`
-        select id, l0 as l, a0 as a, b0 as b, s0 as s from search_color_index
-        where l1 >= ${point[0] - r} and l0 <= ${point[0] + r}
-          and a1 >= ${point[1] - r} and a0 <= ${point[1] + r}
-          and b1 >= ${point[2] - r} and b0 <= ${point[2] + r}
-          and s1 >= ${point[3] - r} and s0 <= ${point[3] + r}
-          and c1 >= ${lo} and c0 <= ${hi}`.execute(this.db);
-      const within = rows
-        .map((row) => ({ id: Number(row.id), d2: (row.l - point[0]) ** 2 + (row.a - point[1]) ** 2 + (row.b - point[2]) ** 2 + (row.s - point[3]) ** 2 }))
-        .filter((p) => p.d2 <= r * r);
-      if (within.length >= k || r >= MAX_RADIUS) {
-        return within
-          .sort((x, y) => x.d2 - y.d2 || x.id - y.id)
-          .slice(0, k)
-          .map((p) => p.id);
-      }
+      const { rows } = await sql<{ id: number; d2: number }>`
+        select id, (l0 - ${l}) * (l0 - ${l}) + (a0 - ${a}) * (a0 - ${a}) + (b0 - ${b}) * (b0 - ${b}) + (s0 - ${s}) * (s0 - ${s}) as d2
+        from search_color_index
+        where l1 >= ${l - r} and l0 <= ${l + r}
+          and a1 >= ${a - r} and a0 <= ${a + r}
+          and b1 >= ${b - r} and b0 <= ${b + r}
+          and s1 >= ${s - r} and s0 <= ${s + r}
+          and c1 >= ${lo} and c0 <= ${hi}
+        order by d2, id
+        limit ${k}`.execute(this.db);
+      const within = rows.filter((row) => Number(row.d2) <= r * r);
+      if (within.length >= k || r >= MAX_RADIUS) return within.map((row) => Number(row.id));
     }
   }
 

@@ -43,7 +43,7 @@ export interface FusionCandidate {
 export interface FusedResult {
   key: number;
   score: number;
-  /** 1-based rank among the candidates that match the text; null when it does not. */
+  /** 1-based rank among the candidates that match the text (ties share one); null when it does not. */
   textRank: number | null;
   /** 1-based rank by colour distance; null without one. */
   colorRank: number | null;
@@ -54,18 +54,26 @@ function tieBreak(a: FusionCandidate, b: FusionCandidate): number {
   return b.createdAt - a.createdAt || b.key - a.key;
 }
 
+/**
+ * 1-based ranks by `value` (lower is better) of the candidates that have one; equal values share
+ * the best of their ranks ("1224" competition ranking): among, say, prompts whose text scores tie,
+ * an arbitrary order would otherwise decide the fusion.
+ */
+function ranks(candidates: readonly FusionCandidate[], value: (c: FusionCandidate) => number | undefined): Map<number, number> {
+  const sorted = candidates.filter((c) => value(c) !== undefined).sort((a, b) => value(a)! - value(b)!);
+  const result = new Map<number, number>();
+  sorted.forEach((c, i) => {
+    const previous = sorted[i - 1];
+    const tied = previous !== undefined && value(previous)! - value(c)! === 0;
+    result.set(c.key, tied ? result.get(previous.key)! : i + 1);
+  });
+  return result;
+}
+
 /** Ranks of each candidate per signal, then its score (matched criteria + RRF); best first. */
 export function fuse(candidates: readonly FusionCandidate[]): FusedResult[] {
-  const textRanks = new Map<number, number>();
-  [...candidates]
-    .filter((c) => c.textOrder !== undefined)
-    .sort((a, b) => a.textOrder! - b.textOrder! || tieBreak(a, b))
-    .forEach((c, i) => textRanks.set(c.key, i + 1));
-  const colorRanks = new Map<number, number>();
-  [...candidates]
-    .filter((c) => c.colorDistance !== undefined)
-    .sort((a, b) => a.colorDistance! - b.colorDistance! || tieBreak(a, b))
-    .forEach((c, i) => colorRanks.set(c.key, i + 1));
+  const textRanks = ranks(candidates, (c) => c.textOrder);
+  const colorRanks = ranks(candidates, (c) => c.colorDistance);
   const results = candidates.map((c) => {
     const textRank = textRanks.get(c.key) ?? null;
     const colorRank = colorRanks.get(c.key) ?? null;

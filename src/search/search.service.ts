@@ -53,6 +53,11 @@ export function candidateCount(limit: number): number {
   return Math.max(100, 5 * limit);
 }
 
+/** Text matches whose colour distance a hybrid search computes, for a page of `limit`. */
+export function hybridTextCandidates(limit: number): number {
+  return Math.max(1000, 20 * limit);
+}
+
 const notFound = (kind: ItemKind, id: string) =>
   kind === 'generation'
     ? new AppError(HttpStatus.NOT_FOUND, 'GENERATION_NOT_FOUND', `No generation with id ${id}`)
@@ -61,7 +66,8 @@ const notFound = (kind: ItemKind, id: string) =>
 /**
  * Hybrid search over one owner's generations and references:
  *
- * 1. text: the best `candidateCount(limit)` matches of `q` (FTS5 bm25 / PostgreSQL ts_rank);
+ * 1. text: the best `candidateCount(limit)` matches of `q` (FTS5 bm25 / PostgreSQL ts_rank), or
+ *    `hybridTextCandidates(limit)` of them when colours are asked for too;
  * 2. colour: for each query colour (or each of the `similarTo` item's main palette colours), the
  *    items owning the `candidateCount(limit)` nearest palette colours in the index;
  * 3. every candidate gets each signal exactly: its colour distance (Earth Mover's Distance between
@@ -102,7 +108,10 @@ export class SearchService {
     const colorQuery = await this.colorQuery(params);
     const textQuery = params.q !== undefined ? parseTextQuery(params.q) : undefined;
 
-    const textHits = textQuery && hasTerms(textQuery) ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: k })) : [];
+    // With colours too, many more text matches are ranked by colour: the ones that match both may
+    // be anywhere in the text order (prompts often score alike).
+    const textLimit = colorQuery ? hybridTextCandidates(limit) : k;
+    const textHits = textQuery && hasTerms(textQuery) ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [];
     const candidates = new Map<number, FusionCandidate & { itemId: string; kind: ItemKind; imageIndex?: number }>();
     for (const hit of textHits) candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs, itemId: hit.itemId, kind: hit.kind });
 
