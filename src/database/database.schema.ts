@@ -87,20 +87,33 @@ export interface SearchItemsTable {
   body: string;
 }
 
+/** One distinct palette of one owner and kind (see migration 0004): items with the same palette share it. */
+export interface SearchPalettesTable {
+  palette_key: Generated<number>;
+  code: number;
+  /** The palette's points, rounded, as text: equal palettes have equal signatures. */
+  signature: string;
+}
+
 /**
- * One palette colour of a searchable item (of one image of a generation), in OKLab with its share;
- * indexed as a point by the R*Tree `search_color_index` (SQLite) or a GiST index on the generated
- * `point cube` column (PostgreSQL).
+ * One colour of a palette in OKLab with its share; indexed as a point by the R*Tree
+ * `search_color_index` (SQLite) or a GiST index on the generated `point cube` column (PostgreSQL).
  */
 export interface SearchColorsTable {
-  item_key: number;
-  image_idx: number;
+  palette_key: number;
   color_idx: number;
   l: number;
   a: number;
   b: number;
   share: number;
   code: number;
+}
+
+/** Which palette each image of a searchable item has. */
+export interface SearchItemPalettesTable {
+  item_key: number;
+  image_idx: number;
+  palette_key: number;
 }
 
 /**
@@ -119,6 +132,8 @@ export interface DatabaseSchema {
   generation_images: GenerationImagesTable;
   reference_images: ReferenceImagesTable;
   search_items: SearchItemsTable;
+  search_palettes: SearchPalettesTable;
   search_colors: SearchColorsTable;
+  search_item_palettes: SearchItemPalettesTable;
   storage_sweep: StorageSweepTable;
 }

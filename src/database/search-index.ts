@@ -6,8 +6,9 @@ import type { DatabaseSchema } from './database.schema';
 /**
  * Writes of the search index, shared by the repositories of the searchable things (generations,
  * references) and migration 0004's backfill. One dialect-neutral write: a row in `search_items`
- * (its text) and one in `search_colors` per colour of each palette (`colorPoints`); each database keeps its own index of
- * them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated `tsvector` and
+ * (its text), and per image a link to its palette in `search_palettes` (each distinct palette of
+ * an owner stored once, its colours in `search_colors`, see `colorPoints`); each database keeps its
+ * own index of them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated `tsvector` and
  * `cube` columns with GIN and GiST indexes), and deleting the item deletes its colours (foreign key
  * cascade) and their index entries. Every write is idempotent, so a migration or a final write that
  * runs twice changes nothing.
@@ -70,9 +71,20 @@ export async function indexPalettes(db: Kysely<DatabaseSchema>, kind: ItemKind, 
   return true;
 }
 
-/** Removes the item, its colours and their index entries. */
+/** Removes the item, its links to palettes, and the palettes no other item has (with their index entries). */
 export async function removeItem(db: Kysely<DatabaseSchema>, kind: ItemKind, itemId: string): Promise<void> {
-  await db.deleteFrom('search_items').where('kind', '=', kind).where('item_id', '=', itemId).execute();
+  const item = await db.selectFrom('search_items').select('item_key').where('kind', '=', kind).where('item_id', '=', itemId).executeTakeFirst();
+  if (!item) return;
+  const palettes = await db.selectFrom('search_item_palettes').select('palette_key').where('item_key', '=', item.item_key).execute();
+  await db.deleteFrom('search_items').where('item_key', '=', item.item_key).execute();
+  if (palettes.length === 0) return;
+  await db
+    .deleteFrom('search_palettes')
+    .where('palette_key', 'in', [...new Set(palettes.map((p) => Number(p.palette_key)))])
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('search_item_palettes').select('search_item_palettes.item_key').whereRef('search_item_palettes.palette_key', '=', 'search_palettes.palette_key'))),
+    )
+    .execute();
 }
 
 /** Palette colours closer than this (ΔE_OK) are one colour for search (see `colorPoints`). */
@@ -102,27 +114,34 @@ export function colorPoints(palette: readonly PaletteColor[]): { lab: Oklab; sha
   return points;
 }
 
-async function insertColors(db: Kysely<DatabaseSchema>, itemKey: number, code: number, palettes: readonly IndexedPalette[]): Promise<void> {
-  const rows = palettes
-    .filter((p) => Number.isInteger(p.imageIdx) && p.imageIdx >= 0 && p.imageIdx < MAX_INDEXED_IMAGES)
-    .flatMap((p) =>
-      colorPoints(p.palette.slice(0, MAX_INDEXED_COLORS)).map(({ lab: [l, a, b], share }, colorIdx) => ({
-        item_key: itemKey,
-        image_idx: p.imageIdx,
-        color_idx: colorIdx,
-        l,
-        a,
-        b,
-        share,
-        code,
-      })),
-    );
-  if (rows.length === 0) return;
-  await db
-    .insertInto('search_colors')
-    .values(rows)
-    .onConflict((oc) => oc.columns(['item_key', 'image_idx', 'color_idx']).doNothing())
-    .execute();
+/** The text that identifies a palette's points (rounded as stored). */
+function signatureOf(points: readonly { lab: Oklab; share: number }[]): string {
+  return points.map((p) => [...p.lab, p.share].map((v) => v.toFixed(4)).join(',')).join(';');
+}
+
+const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
+
+/** Links each image of the item `itemKey` to its palette, adding the palette (and its colours) when new. */
+export async function insertColors(db: Kysely<DatabaseSchema>, itemKey: number, code: number, palettes: readonly IndexedPalette[]): Promise<void> {
+  for (const p of palettes) {
+    if (!Number.isInteger(p.imageIdx) || p.imageIdx < 0 || p.imageIdx >= MAX_INDEXED_IMAGES) continue;
+    const points = colorPoints(p.palette.slice(0, MAX_INDEXED_COLORS)).map((pt) => ({ lab: pt.lab.map(round4) as unknown as Oklab, share: round4(pt.share) }));
+    if (points.length === 0) continue;
+    const signature = signatureOf(points);
+    await db.insertInto('search_palettes').values({ code, signature }).onConflict((oc) => oc.columns(['code', 'signature']).doNothing()).execute();
+    const { palette_key } = await db.selectFrom('search_palettes').select('palette_key').where('code', '=', code).where('signature', '=', signature).executeTakeFirstOrThrow();
+    const paletteKey = Number(palette_key);
+    await db
+      .insertInto('search_colors')
+      .values(points.map(({ lab: [l, a, b], share }, colorIdx) => ({ palette_key: paletteKey, color_idx: colorIdx, l, a, b, share, code })))
+      .onConflict((oc) => oc.columns(['palette_key', 'color_idx']).doNothing())
+      .execute();
+    await db
+      .insertInto('search_item_palettes')
+      .values({ item_key: itemKey, image_idx: p.imageIdx, palette_key: paletteKey })
+      .onConflict((oc) => oc.columns(['item_key', 'image_idx']).doNothing())
+      .execute();
+  }
 }
 
 /**

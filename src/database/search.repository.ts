@@ -21,9 +21,15 @@ export interface TextHit extends SearchItemRef {
   order: number;
 }
 
-/** An item with the palettes of its images (references: one, index 0). */
+/** An item with the palette of each of its images (references: one, index 0). */
 export interface ItemPalettes extends SearchItemRef {
-  images: Map<number, WeightedColor[]>;
+  palettes: Map<number, number>;
+}
+
+/** One image of an item and its palette. */
+export interface ItemImage extends SearchItemRef {
+  imageIdx: number;
+  paletteKey: number;
 }
 
 /** Largest radius the nearest-point search widens to, in index units (covers the whole space). */
@@ -80,14 +86,14 @@ export class SearchRepository {
   }
 
   /**
-   * Keys of the items of `owner` (of `kinds`) owning the `k` palette colours nearest to (`lab`,
-   * `share`) in the index (OKLab and share, see color-space.ts), nearest first, each item once.
+   * Keys of the palettes of `owner`'s items (of `kinds`) owning the `k` colours nearest to (`lab`,
+   * `share`) in the index (OKLab and share, see color-space.ts), nearest first, each palette once.
    */
-  async nearestItems(lab: Oklab, share: number, opts: { owner: Owner; kinds: readonly ItemKind[]; k: number }): Promise<number[]> {
+  async nearestPalettes(lab: Oklab, share: number, opts: { owner: Owner; kinds: readonly ItemKind[]; k: number }): Promise<number[]> {
     const [lo, hi] = codeRange(opts.owner, opts.kinds);
     const point = indexCoordinates(lab, share);
     const ids = this.dialect === 'postgres' ? await this.nearestPostgres(point, lo, hi, opts.k) : await this.nearestSqlite(point, lo, hi, opts.k);
-    return [...new Set(ids.map((id) => Math.floor(id / 64)))];
+    return [...new Set(ids.map((id) => Math.floor(id / 16)))];
   }
 
   /** GiST nearest-neighbour scan (`<->`) on the cube column; the caller's code comes nearest. */
@@ -95,7 +101,7 @@ export class SearchRepository {
     const code = ((lo + hi) / 2) * CODE_SCALE;
     const target = sql`cube(array[${point[0]}, ${point[1]}, ${point[2]}, ${point[3]}, ${code}]::float8[])`;
     const { rows } = await sql<{ id: string | number }>`
-      select item_key * 64 + image_idx * 16 + color_idx as id from search_colors
+      select palette_key * 16 + color_idx as id from search_colors
       where code between ${lo} and ${hi}
       order by point <-> ${target}
       limit ${k}`.execute(this.db);
@@ -126,34 +132,83 @@ export class SearchRepository {
     }
   }
 
-  /** The palettes of the items `itemKeys` that belong to `owner` (items without colours are missing). */
-  async palettes(itemKeys: readonly number[], owner: Owner): Promise<ItemPalettes[]> {
-    if (itemKeys.length === 0) return [];
+  /** The colours of each palette in `paletteKeys`, by key (largest share first). */
+  async paletteColors(paletteKeys: readonly number[]): Promise<Map<number, WeightedColor[]>> {
+    const colors = new Map<number, WeightedColor[]>();
+    if (paletteKeys.length === 0) return colors;
     const rows = await this.db
       .selectFrom('search_colors')
-      .innerJoin('search_items', 'search_items.item_key', 'search_colors.item_key')
+      .select(['palette_key', 'l', 'a', 'b', 'share'])
+      .where('palette_key', 'in', [...new Set(paletteKeys)])
+      .orderBy('palette_key')
+      .orderBy('color_idx')
+      .execute();
+    for (const row of rows) {
+      const key = Number(row.palette_key);
+      const list = colors.get(key) ?? [];
+      list.push({ lab: [Number(row.l), Number(row.a), Number(row.b)], weight: Number(row.share) });
+      colors.set(key, list);
+    }
+    return colors;
+  }
+
+  /**
+   * Items of `owner` (of `kinds`) with an image of one of `paletteKeys`, at most `perPalette` per
+   * palette (the last indexed first), with the image and palette that brought them. Each palette's
+   * items are read from the (palette_key, item_key) index from its end, never all of them.
+   */
+  async itemsWithPalettes(paletteKeys: readonly number[], opts: { owner: Owner; kinds: readonly ItemKind[]; perPalette: number }): Promise<ItemImage[]> {
+    const keys = [...new Set(paletteKeys)];
+    if (keys.length === 0) return [];
+    const columns = sql`s.item_key, s.kind, s.item_id, s.created_at, p.image_idx, p.palette_key`;
+    const owned = opts.owner === null ? sql`s.owner is null` : sql`s.owner = ${opts.owner}`;
+    const kinds = sql.join(opts.kinds.map((k) => sql`${k}`));
+    if (this.dialect === 'postgres') {
+      const { rows } = await sql<ItemImageRow>`
+        select ${columns} from unnest(${keys}::bigint[]) as wanted(palette_key)
+        cross join lateral (
+          select p.item_key, p.image_idx, p.palette_key from search_item_palettes p
+          join search_items s on s.item_key = p.item_key
+          where p.palette_key = wanted.palette_key and ${owned} and s.kind in (${kinds})
+          order by p.item_key desc limit ${opts.perPalette}
+        ) p
+        join search_items s on s.item_key = p.item_key`.execute(this.db);
+      return rows.map(itemImage);
+    }
+    const items: ItemImage[] = [];
+    for (const key of keys) {
+      const { rows } = await sql<ItemImageRow>`
+        select ${columns} from search_item_palettes p join search_items s on s.item_key = p.item_key
+        where p.palette_key = ${key} and ${owned} and s.kind in (${kinds})
+        order by p.item_key desc limit ${opts.perPalette}`.execute(this.db);
+      items.push(...rows.map(itemImage));
+    }
+    return items;
+  }
+
+  /** The images of the items `itemKeys` of `owner`, with their palettes (items without palettes are missing). */
+  async imagesOf(itemKeys: readonly number[], owner: Owner): Promise<ItemImage[]> {
+    if (itemKeys.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('search_item_palettes')
+      .innerJoin('search_items', 'search_items.item_key', 'search_item_palettes.item_key')
       .select([
         'search_items.item_key',
         'search_items.kind',
         'search_items.item_id',
         'search_items.created_at',
-        'search_colors.image_idx',
-        'search_colors.color_idx',
-        'search_colors.l',
-        'search_colors.a',
-        'search_colors.b',
-        'search_colors.share',
+        'search_item_palettes.image_idx',
+        'search_item_palettes.palette_key',
       ])
-      .where('search_colors.item_key', 'in', [...new Set(itemKeys)])
+      .where('search_item_palettes.item_key', 'in', [...new Set(itemKeys)])
       .where(ownedBy(owner))
-      .orderBy('search_colors.item_key')
-      .orderBy('search_colors.image_idx')
-      .orderBy('search_colors.color_idx')
+      .orderBy('search_item_palettes.item_key')
+      .orderBy('search_item_palettes.image_idx')
       .execute();
-    return groupPalettes(rows);
+    return rows.map(itemImage);
   }
 
-  /** The item `kind`/`itemId` of `owner` with its palettes (none when it has no colours), or null. */
+  /** The item `kind`/`itemId` of `owner` with the palette of each of its images, or null. */
   async item(kind: ItemKind, itemId: string, owner: Owner): Promise<ItemPalettes | null> {
     const row = await this.db
       .selectFrom('search_items')
@@ -163,8 +218,8 @@ export class SearchRepository {
       .where(ownedBy(owner))
       .executeTakeFirst();
     if (!row) return null;
-    const [withColors] = await this.palettes([Number(row.item_key)], owner);
-    return withColors ?? { ...itemRef(row), images: new Map() };
+    const images = await this.imagesOf([Number(row.item_key)], owner);
+    return { ...itemRef(row), palettes: new Map(images.map((i) => [i.imageIdx, i.paletteKey])) };
   }
 }
 
@@ -172,23 +227,17 @@ function itemRef(r: { item_key: number | string; kind: ItemKind; item_id: string
   return { itemKey: Number(r.item_key), kind: r.kind, itemId: r.item_id, createdAtMs: Number(r.created_at) };
 }
 
-function groupPalettes(
-  rows: { item_key: number | string; kind: ItemKind; item_id: string; created_at: number | string; image_idx: number; l: number; a: number; b: number; share: number }[],
-): ItemPalettes[] {
-  const items = new Map<number, ItemPalettes>();
-  for (const row of rows) {
-    const key = Number(row.item_key);
-    let item = items.get(key);
-    if (!item) {
-      item = { ...itemRef(row), images: new Map() };
-      items.set(key, item);
-    }
-    const image = Number(row.image_idx);
-    const colors = item.images.get(image) ?? [];
-    colors.push({ lab: [Number(row.l), Number(row.a), Number(row.b)], weight: Number(row.share) });
-    item.images.set(image, colors);
-  }
-  return [...items.values()];
+interface ItemImageRow {
+  item_key: number | string;
+  kind: ItemKind;
+  item_id: string;
+  created_at: number | string;
+  image_idx: number;
+  palette_key: number | string;
+}
+
+function itemImage(r: ItemImageRow): ItemImage {
+  return { ...itemRef(r), imageIdx: Number(r.image_idx), paletteKey: Number(r.palette_key) };
 }
 
 /**

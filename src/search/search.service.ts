@@ -4,17 +4,19 @@ import type { Generation } from '../common/generation.model';
 import type { Reference } from '../common/reference.model';
 import { GenerationsRepository, Owner } from '../database/generations.repository';
 import { ReferencesRepository } from '../database/references.repository';
-import { ItemPalettes, SearchRepository } from '../database/search.repository';
+import { SearchRepository } from '../database/search.repository';
 import { AppMetrics, Outcome } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
 import { ItemKind, Oklab, rgbToOklab, Rgb } from './color-space';
 import { fuse, FusionCandidate } from './fusion';
-import { paletteDistance, paletteDistanceLowerBound, WeightedColor } from './palette-distance';
+import { paletteDistance, WeightedColor } from './palette-distance';
 import { hasTerms, parseTextQuery } from './text-query';
 
 export const MAX_QUERY_COLORS = 5;
 /** Colours of a `similarTo` item's palette that seed the nearest-point search (all of them rank). */
 const MAX_SEED_COLORS = 5;
+/** Palettes whose items one query loads at a time, best first. */
+const PALETTE_BATCH = 16;
 
 export interface QueryColor {
   rgb: Rgb;
@@ -69,9 +71,12 @@ const notFound = (kind: ItemKind, id: string) =>
  * 1. text: the best `candidateCount(limit)` matches of `q` (FTS5 bm25 / PostgreSQL ts_rank), or
  *    `hybridTextCandidates(limit)` of them when colours are asked for too;
  * 2. colour: for each query colour (or each of the `similarTo` item's main palette colours), the
- *    items owning the `candidateCount(limit)` nearest palette colours in the index;
+ *    distinct palettes owning the `candidateCount(limit)` nearest colour points in the index, ranked
+ *    exactly by their distance to the query, then their items, best palettes first, until there are
+ *    `candidateCount(limit)` of them;
  * 3. every candidate gets each signal exactly: its colour distance (Earth Mover's Distance between
- *    the query and each of its palettes, the best image counting) and its text rank (when it matches);
+ *    the query and each of its images' palettes, the best counting; computed once per distinct
+ *    palette) and its text rank (when it matches);
  * 4. reciprocal rank fusion (fusion.ts) orders the union; the first `limit` are loaded and returned.
  */
 @Injectable()
@@ -107,35 +112,48 @@ export class SearchService {
     const k = candidateCount(limit);
     const colorQuery = await this.colorQuery(params);
     const textQuery = params.q !== undefined ? parseTextQuery(params.q) : undefined;
+    const withText = textQuery !== undefined && hasTerms(textQuery);
 
     // With colours too, many more text matches are ranked by colour: the ones that match both may
     // be anywhere in the text order (prompts often score alike).
     const textLimit = colorQuery ? hybridTextCandidates(limit) : k;
-    const textHits = textQuery && hasTerms(textQuery) ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [];
-    const candidates = new Map<number, FusionCandidate & { itemId: string; kind: ItemKind; imageIndex?: number }>();
+    const textHits = withText ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [];
+    const candidates = new Map<number, Candidate>();
     for (const hit of textHits) candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs, itemId: hit.itemId, kind: hit.kind });
 
     if (colorQuery) {
-      await withSpan('search.color', { 'search.colors': colorQuery.colors.length }, async () => {
+      await withSpan('search.color', { 'search.colors': colorQuery.colors.length }, async (span) => {
+        const distances = new PaletteDistances(colorQuery.colors, this.index);
+        // The palettes nearest to each query colour, then their items, best palettes first.
         const seeds = [...colorQuery.colors].sort((a, b) => b.weight - a.weight).slice(0, MAX_SEED_COLORS);
         const near = new Set<number>();
-        for (const seed of seeds) {
-          for (const key of await this.index.nearestItems(seed.lab, seed.weight, { owner, kinds, k })) near.add(key);
-        }
-        if (colorQuery.exclude !== undefined) near.delete(colorQuery.exclude);
-        // Colour candidates that match the text too, beyond the text's own top list.
-        if (textQuery && hasTerms(textQuery)) {
-          const among = [...near].filter((key) => !candidates.has(key));
-          for (const hit of await this.index.text(textQuery, { owner, kinds, limit: k, among })) {
-            candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs, itemId: hit.itemId, kind: hit.kind });
+        for (const seed of seeds) for (const key of await this.index.nearestPalettes(seed.lab, seed.weight, { owner, kinds, k })) near.add(key);
+        const ranked = await distances.rank([...near]);
+        span.setAttribute('search.palettes', ranked.length);
+        let found = 0;
+        for (let i = 0; i < ranked.length && found < k; i += PALETTE_BATCH) {
+          const images = await this.index.itemsWithPalettes(ranked.slice(i, i + PALETTE_BATCH), { owner, kinds, perPalette: k });
+          for (const image of images) {
+            if (image.itemKey === colorQuery.exclude || candidates.has(image.itemKey)) continue;
+            candidates.set(image.itemKey, { key: image.itemKey, createdAt: image.createdAtMs, itemId: image.itemId, kind: image.kind });
+            found++;
           }
         }
-        const keys = [...new Set([...near, ...candidates.keys()])].filter((key) => key !== colorQuery.exclude);
-        for (const item of await this.index.palettes(keys, owner)) {
-          const best = bestImage(colorQuery.colors, item);
-          const existing = candidates.get(item.itemKey);
-          const entry = existing ?? { key: item.itemKey, createdAt: item.createdAtMs, itemId: item.itemId, kind: item.kind };
-          candidates.set(item.itemKey, { ...entry, colorDistance: best.distance, imageIndex: best.imageIndex });
+        // Colour candidates that match the text too, beyond the text's own top list.
+        if (withText) {
+          const among = [...candidates.values()].filter((c) => c.textOrder === undefined).map((c) => c.key);
+          for (const hit of await this.index.text(textQuery, { owner, kinds, limit: k, among })) candidates.get(hit.itemKey)!.textOrder = hit.order;
+        }
+        // Every candidate's distance: the best of its images' palettes.
+        const images = await this.index.imagesOf([...candidates.keys()], owner);
+        await distances.load(images.map((i) => i.paletteKey));
+        for (const image of images) {
+          const c = candidates.get(image.itemKey)!;
+          const distance = distances.of(image.paletteKey);
+          if (c.colorDistance === undefined || distance < c.colorDistance) {
+            c.colorDistance = distance;
+            c.imageIndex = image.imageIdx;
+          }
         }
       });
     }
@@ -151,11 +169,13 @@ export class SearchService {
       const { kind, id } = params.similarTo;
       const item = await this.index.item(kind, id, params.owner);
       if (!item) throw notFound(kind, id);
-      const first = [...item.images.keys()].sort((a, b) => a - b)[0];
+      const first = [...item.palettes.keys()].sort((a, b) => a - b)[0];
       if (first === undefined) {
         throw new AppError(HttpStatus.BAD_REQUEST, 'NO_PALETTE', `The ${kind} ${id} has no palette yet, so nothing can be similar to it`);
       }
-      return { colors: item.images.get(first)!, exclude: item.itemKey };
+      const paletteKey = item.palettes.get(first)!;
+      const colors = (await this.index.paletteColors([paletteKey])).get(paletteKey) ?? [];
+      return { colors, exclude: item.itemKey };
     }
     if (!params.colors?.length) return undefined;
     const total = params.colors.reduce((s, c) => s + c.weight, 0);
@@ -192,13 +212,33 @@ export class SearchService {
   }
 }
 
-/** The image of `item` whose palette is nearest to `query`, and that distance. */
-function bestImage(query: readonly WeightedColor[], item: ItemPalettes): { distance: number; imageIndex: number } {
-  let best = { distance: Infinity, imageIndex: 0 };
-  for (const [imageIndex, palette] of item.images) {
-    if (paletteDistanceLowerBound(query, palette) >= best.distance) continue;
-    const distance = paletteDistance(query, palette);
-    if (distance < best.distance) best = { distance, imageIndex };
+type Candidate = FusionCandidate & { itemId: string; kind: ItemKind; imageIndex?: number };
+
+/**
+ * Distances from one query to palettes, each palette's colours loaded and its distance computed
+ * once, however many items share it.
+ */
+class PaletteDistances {
+  private readonly distances = new Map<number, number>();
+
+  constructor(
+    private readonly query: readonly WeightedColor[],
+    private readonly index: SearchRepository,
+  ) {}
+
+  /** Loads and measures the palettes not measured yet. */
+  async load(paletteKeys: readonly number[]): Promise<void> {
+    const missing = [...new Set(paletteKeys)].filter((key) => !this.distances.has(key));
+    for (const [key, colors] of await this.index.paletteColors(missing)) this.distances.set(key, paletteDistance(this.query, colors));
   }
-  return best;
+
+  /** `paletteKeys`, nearest first (ties: the newer palette first). */
+  async rank(paletteKeys: readonly number[]): Promise<number[]> {
+    await this.load(paletteKeys);
+    return paletteKeys.filter((key) => this.distances.has(key)).sort((a, b) => this.of(a) - this.of(b) || b - a);
+  }
+
+  of(paletteKey: number): number {
+    return this.distances.get(paletteKey) ?? Infinity;
+  }
 }

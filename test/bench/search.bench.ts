@@ -29,7 +29,7 @@ import { createDatabase, Database, databaseFile, DatabaseTarget } from '../../sr
 import { GenerationsRepository } from '../../src/database/generations.repository';
 import { ReferencesRepository } from '../../src/database/references.repository';
 import { SearchRepository } from '../../src/database/search.repository';
-import { colorPoints, dialectOf, referenceBody } from '../../src/database/search-index';
+import { dialectOf, insertColors, referenceBody } from '../../src/database/search-index';
 import paletteTask from '../../src/palette/palette.worker';
 import { ItemKind, ownerKindCode, parseHex } from '../../src/search/color-space';
 import { QueryColor, SearchParams, SearchService } from '../../src/search/search.service';
@@ -264,21 +264,11 @@ async function load(db: Database, items: Item[], images: LabelledImage[]): Promi
         )
         .returning(['item_key', 'item_id', 'code'])
         .execute();
+      // The same writes as the repositories' (search-index.ts): each distinct palette once.
       const byId = new Map(batch.map((it) => [it.id, it]));
-      const colors = rows.flatMap((row) =>
-        colorPoints(images[byId.get(row.item_id)!.labels.image].palette).map(({ lab: [l, a, b], share }, colorIdx) => ({
-          item_key: Number(row.item_key),
-          image_idx: 0,
-          color_idx: colorIdx,
-          l,
-          a,
-          b,
-          share,
-          code: Number(row.code),
-        })),
-      );
-      // SQLite takes at most 32 766 parameters per statement.
-      for (let c = 0; c < colors.length; c += 2000) await trx.insertInto('search_colors').values(colors.slice(c, c + 2000)).execute();
+      for (const row of rows) {
+        await insertColors(trx, Number(row.item_key), Number(row.code), [{ imageIdx: 0, palette: images[byId.get(row.item_id)!.labels.image].palette }]);
+      }
     });
   }
   return { recordsMs: t1 - t0, indexMs: performance.now() - t1 };

@@ -26,7 +26,7 @@ afterAll(async () => {
 
 async function emptied(): Promise<Kysely<DatabaseSchema>> {
   const db = await createDatabase({ dialect: 'postgres', url: testDb.url });
-  await sql`truncate generations, reference_images, search_items, search_colors, storage_sweep cascade`.execute(db);
+  await sql`truncate generations, reference_images, search_items, search_item_palettes, search_palettes, search_colors, storage_sweep cascade`.execute(db);
   return db;
 }
 
@@ -80,7 +80,7 @@ describe('Search on PostgreSQL: extension and plans', () => {
         queries.length = 0;
         const index = new SearchRepository(logged);
         expect((await index.text(parseTextQuery('heron'), { owner: 'key-1', kinds: ['generation'], limit: 10 })).length).toBe(10);
-        expect((await index.nearestItems(rgbToOklab([212, 52, 52]), 0.7, { owner: 'key-1', kinds: ['generation', 'reference'], k: 20 })).length).toBeGreaterThan(0);
+        expect((await index.nearestPalettes(rgbToOklab([212, 52, 52]), 0.7, { owner: 'key-1', kinds: ['generation', 'reference'], k: 20 })).length).toBeGreaterThan(0);
         expect(queries).toHaveLength(2);
         const plans: string[] = [];
         for (const q of [...queries]) {
