@@ -16,7 +16,9 @@ export interface SearchItemRef {
   createdAtMs: number;
 }
 
-export interface TextHit extends SearchItemRef {
+export interface TextHit {
+  itemKey: number;
+  createdAtMs: number;
   /** Lower is better: bm25 (SQLite) or −ts_rank (PostgreSQL); comparable within one query only. */
   order: number;
 }
@@ -62,7 +64,8 @@ export class SearchRepository {
     if (query.groups.length === 0 || opts.among?.length === 0) return [];
     let q = this.db
       .selectFrom('search_items')
-      .select(['search_items.item_key', 'search_items.kind', 'search_items.item_id', 'search_items.created_at'])
+      // Only what ranking needs: a hybrid search ranks a thousand of these; ids are read for the page.
+      .select(['search_items.item_key', 'search_items.created_at'])
       .where(ownedBy(opts.owner))
       .where('search_items.kind', 'in', [...opts.kinds]);
     if (opts.among) q = q.where('search_items.item_key', 'in', [...opts.among]);
@@ -82,7 +85,7 @@ export class SearchRepository {
     ranked = ranked.orderBy('score').orderBy('search_items.created_at', 'desc').orderBy('search_items.item_key', 'desc');
     if (!opts.among) ranked = ranked.limit(opts.limit);
     const rows = await ranked.execute();
-    return rows.map((r) => ({ ...itemRef(r), order: Number(r.score) }));
+    return rows.map((r) => ({ itemKey: Number(r.item_key), createdAtMs: Number(r.created_at), order: Number(r.score) }));
   }
 
   /**
@@ -186,26 +189,29 @@ export class SearchRepository {
     return items;
   }
 
-  /** The images of the items `itemKeys` of `owner`, with their palettes (items without palettes are missing). */
-  async imagesOf(itemKeys: readonly number[], owner: Owner): Promise<ItemImage[]> {
+  /** Kind and id of the items `itemKeys` (found by an owner-scoped query), by key. */
+  async refs(itemKeys: readonly number[]): Promise<Map<number, SearchItemRef>> {
+    if (itemKeys.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom('search_items')
+      .select(['item_key', 'kind', 'item_id', 'created_at'])
+      .where('item_key', 'in', [...new Set(itemKeys)])
+      .execute();
+    return new Map(rows.map((r) => [Number(r.item_key), itemRef(r)]));
+  }
+
+  /**
+   * The palette of each image of the items `itemKeys` (items found by an owner-scoped query: the
+   * links are read by their primary key alone), by item.
+   */
+  async imagePalettes(itemKeys: readonly number[]): Promise<{ itemKey: number; imageIdx: number; paletteKey: number }[]> {
     if (itemKeys.length === 0) return [];
     const rows = await this.db
       .selectFrom('search_item_palettes')
-      .innerJoin('search_items', 'search_items.item_key', 'search_item_palettes.item_key')
-      .select([
-        'search_items.item_key',
-        'search_items.kind',
-        'search_items.item_id',
-        'search_items.created_at',
-        'search_item_palettes.image_idx',
-        'search_item_palettes.palette_key',
-      ])
-      .where('search_item_palettes.item_key', 'in', [...new Set(itemKeys)])
-      .where(ownedBy(owner))
-      .orderBy('search_item_palettes.item_key')
-      .orderBy('search_item_palettes.image_idx')
+      .select(['item_key', 'image_idx', 'palette_key'])
+      .where('item_key', 'in', [...new Set(itemKeys)])
       .execute();
-    return rows.map(itemImage);
+    return rows.map((r) => ({ itemKey: Number(r.item_key), imageIdx: Number(r.image_idx), paletteKey: Number(r.palette_key) }));
   }
 
   /** The item `kind`/`itemId` of `owner` with the palette of each of its images, or null. */
@@ -218,7 +224,7 @@ export class SearchRepository {
       .where(ownedBy(owner))
       .executeTakeFirst();
     if (!row) return null;
-    const images = await this.imagesOf([Number(row.item_key)], owner);
+    const images = await this.imagePalettes([Number(row.item_key)]);
     return { ...itemRef(row), palettes: new Map(images.map((i) => [i.imageIdx, i.paletteKey])) };
   }
 }

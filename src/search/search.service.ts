@@ -16,7 +16,7 @@ export const MAX_QUERY_COLORS = 5;
 /** Colours of a `similarTo` item's palette that seed the nearest-point search (all of them rank). */
 const MAX_SEED_COLORS = 5;
 /** Palettes whose items one query loads at a time, best first. */
-const PALETTE_BATCH = 16;
+const PALETTE_BATCH = 4;
 
 export interface QueryColor {
   rgb: Rgb;
@@ -72,8 +72,8 @@ const notFound = (kind: ItemKind, id: string) =>
  *    `hybridTextCandidates(limit)` of them when colours are asked for too;
  * 2. colour: for each query colour (or each of the `similarTo` item's main palette colours), the
  *    distinct palettes owning the `candidateCount(limit)` nearest colour points in the index, ranked
- *    exactly by their distance to the query, then their items, best palettes first, until there are
- *    `candidateCount(limit)` of them;
+ *    exactly by their distance to the query, then their items, best palettes first (newest first
+ *    within one), until a page is full;
  * 3. every candidate gets each signal exactly: its colour distance (Earth Mover's Distance between
  *    the query and each of its images' palettes, the best counting; computed once per distinct
  *    palette) and its text rank (when it matches);
@@ -119,7 +119,7 @@ export class SearchService {
     const textLimit = colorQuery ? hybridTextCandidates(limit) : k;
     const textHits = withText ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [];
     const candidates = new Map<number, Candidate>();
-    for (const hit of textHits) candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs, itemId: hit.itemId, kind: hit.kind });
+    for (const hit of textHits) candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs });
 
     if (colorQuery) {
       await withSpan('search.color', { 'search.colors': colorQuery.colors.length }, async (span) => {
@@ -130,9 +130,10 @@ export class SearchService {
         for (const seed of seeds) for (const key of await this.index.nearestPalettes(seed.lab, seed.weight, { owner, kinds, k })) near.add(key);
         const ranked = await distances.rank([...near]);
         span.setAttribute('search.palettes', ranked.length);
+        // Items of the best palettes until a page is full (items sharing a palette are equally near).
         let found = 0;
-        for (let i = 0; i < ranked.length && found < k; i += PALETTE_BATCH) {
-          const images = await this.index.itemsWithPalettes(ranked.slice(i, i + PALETTE_BATCH), { owner, kinds, perPalette: k });
+        for (let i = 0; i < ranked.length && found < limit; i += PALETTE_BATCH) {
+          const images = await this.index.itemsWithPalettes(ranked.slice(i, i + PALETTE_BATCH), { owner, kinds, perPalette: limit - found + 1 });
           for (const image of images) {
             if (image.itemKey === colorQuery.exclude || candidates.has(image.itemKey)) continue;
             candidates.set(image.itemKey, { key: image.itemKey, createdAt: image.createdAtMs, itemId: image.itemId, kind: image.kind });
@@ -145,7 +146,7 @@ export class SearchService {
           for (const hit of await this.index.text(textQuery, { owner, kinds, limit: k, among })) candidates.get(hit.itemKey)!.textOrder = hit.order;
         }
         // Every candidate's distance: the best of its images' palettes.
-        const images = await this.index.imagesOf([...candidates.keys()], owner);
+        const images = await this.index.imagePalettes([...candidates.keys()]);
         await distances.load(images.map((i) => i.paletteKey));
         for (const image of images) {
           const c = candidates.get(image.itemKey)!;
@@ -182,26 +183,24 @@ export class SearchService {
     return { colors: params.colors.map((c) => ({ lab: rgbToOklab(c.rgb) as Oklab, weight: c.weight / total })) };
   }
 
-  private async load(
-    fused: ReturnType<typeof fuse>,
-    candidates: Map<number, { itemId: string; kind: ItemKind; imageIndex?: number }>,
-    owner: Owner,
-  ): Promise<SearchHit[]> {
-    const ids = (kind: ItemKind) => fused.map((f) => candidates.get(f.key)!).filter((c) => c.kind === kind).map((c) => c.itemId);
+  private async load(fused: ReturnType<typeof fuse>, candidates: Map<number, Candidate>, owner: Owner): Promise<SearchHit[]> {
+    const unknown = fused.map((f) => candidates.get(f.key)!).filter((c) => c.itemId === undefined);
+    for (const [key, ref] of await this.index.refs(unknown.map((c) => c.key))) Object.assign(candidates.get(key)!, { itemId: ref.itemId, kind: ref.kind });
+    const page = fused.map((f) => ({ f, c: candidates.get(f.key)! })).filter(({ c }) => c.itemId !== undefined);
+    const ids = (kind: ItemKind) => page.filter(({ c }) => c.kind === kind).map(({ c }) => c.itemId!);
     const [generations, references] = await Promise.all([this.generations.findByIds(ids('generation'), owner), this.references.findOwned(ids('reference'), owner)]);
     const byId = new Map<string, SearchHit['item']>([
       ...generations.map((g): [string, SearchHit['item']] => [`generation:${g.id}`, { kind: 'generation', value: g }]),
       ...references.map((r): [string, SearchHit['item']] => [`reference:${r.id}`, { kind: 'reference', value: r }]),
     ]);
-    return fused.flatMap((f) => {
-      const c = candidates.get(f.key)!;
+    return page.flatMap(({ f, c }) => {
       // Deleted since it was found: left out.
       const item = byId.get(`${c.kind}:${c.itemId}`);
       if (!item) return [];
       return [
         {
-          kind: c.kind,
-          id: c.itemId,
+          kind: c.kind!,
+          id: c.itemId!,
           score: f.score,
           text: f.textRank === null ? null : { rank: f.textRank },
           color: f.colorDistance === null ? null : { distance: f.colorDistance, imageIndex: c.imageIndex ?? 0 },
@@ -212,7 +211,7 @@ export class SearchService {
   }
 }
 
-type Candidate = FusionCandidate & { itemId: string; kind: ItemKind; imageIndex?: number };
+type Candidate = FusionCandidate & { itemId?: string; kind?: ItemKind; imageIndex?: number };
 
 /**
  * Distances from one query to palettes, each palette's colours loaded and its distance computed

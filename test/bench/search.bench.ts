@@ -421,11 +421,14 @@ export async function run(): Promise<Record<string, unknown>> {
       try {
         result.postgres = await benchOne({ dialect: 'postgres', url: pg.url, poolSize: 4, connectTimeoutMs: 5000, statementTimeoutMs: 0, applicationName: 'search-bench' }, undefined, items, images);
       } finally {
-        await pg.drop();
+        if (process.env.SEARCH_BENCH_KEEP) process.stderr.write(`[search] kept ${pg.url}\n`);
+        else await pg.drop();
       }
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    // SEARCH_BENCH_KEEP=1 keeps the SQLite file for a closer look (its path goes to stderr).
+    if (process.env.SEARCH_BENCH_KEEP) process.stderr.write(`[search] kept ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   }
   return result;
 }
