@@ -57,6 +57,15 @@ export class SearchRepository {
   }
 
   /**
+   * `column IN keys`: on PostgreSQL one array parameter (`= any($1)`), which a thousand keys do not
+   * slow down the way a thousand parameters do; on SQLite a plain list.
+   */
+  private keyIn(column: string, keys: readonly number[]): Expression<SqlBool> {
+    const unique = [...new Set(keys)];
+    return this.dialect === 'postgres' ? sql<SqlBool>`${sql.ref(column)} = any(${unique}::bigint[])` : sql<SqlBool>`${sql.ref(column)} in (${sql.join(unique)})`;
+  }
+
+  /**
    * The best `limit` items of `owner` (of `kinds`) matching `query`, best first (ties: newer
    * first). With `among`, only those items are considered (no limit applies then).
    */
@@ -68,7 +77,7 @@ export class SearchRepository {
       .select(['search_items.item_key', 'search_items.created_at'])
       .where(ownedBy(opts.owner))
       .where('search_items.kind', 'in', [...opts.kinds]);
-    if (opts.among) q = q.where('search_items.item_key', 'in', [...opts.among]);
+    if (opts.among) q = q.where(this.keyIn('search_items.item_key', opts.among));
     let ranked;
     if (this.dialect === 'postgres') {
       const tsquery = toTsquery(query);
@@ -142,7 +151,7 @@ export class SearchRepository {
     const rows = await this.db
       .selectFrom('search_colors')
       .select(['palette_key', 'l', 'a', 'b', 'share'])
-      .where('palette_key', 'in', [...new Set(paletteKeys)])
+      .where(this.keyIn('palette_key', paletteKeys))
       .orderBy('palette_key')
       .orderBy('color_idx')
       .execute();
@@ -195,7 +204,7 @@ export class SearchRepository {
     const rows = await this.db
       .selectFrom('search_items')
       .select(['item_key', 'kind', 'item_id', 'created_at'])
-      .where('item_key', 'in', [...new Set(itemKeys)])
+      .where(this.keyIn('item_key', itemKeys))
       .execute();
     return new Map(rows.map((r) => [Number(r.item_key), itemRef(r)]));
   }
@@ -209,7 +218,7 @@ export class SearchRepository {
     const rows = await this.db
       .selectFrom('search_item_palettes')
       .select(['item_key', 'image_idx', 'palette_key'])
-      .where('item_key', 'in', [...new Set(itemKeys)])
+      .where(this.keyIn('item_key', itemKeys))
       .execute();
     return rows.map((r) => ({ itemKey: Number(r.item_key), imageIdx: Number(r.image_idx), paletteKey: Number(r.palette_key) }));
   }

@@ -55,17 +55,18 @@ function tieBreak(a: FusionCandidate, b: FusionCandidate): number {
 }
 
 /**
- * 1-based ranks by `value` (lower is better) of the candidates that have one; equal values share
- * the best of their ranks ("1224" competition ranking): among, say, prompts whose text scores tie,
- * an arbitrary order would otherwise decide the fusion.
+ * 1-based dense ranks by `value` (lower is better) of the candidates that have one: equal values
+ * share a rank and the next value takes the next rank ("1223"). A rank then counts the distinct
+ * better answers, not the items that share one: prompts that score alike, or items with the same
+ * palette, neither get an arbitrary order nor push every other answer far down the list.
  */
 function ranks(candidates: readonly FusionCandidate[], value: (c: FusionCandidate) => number | undefined): Map<number, number> {
   const sorted = candidates.filter((c) => value(c) !== undefined).sort((a, b) => value(a)! - value(b)!);
   const result = new Map<number, number>();
+  let rank = 0;
   sorted.forEach((c, i) => {
-    const previous = sorted[i - 1];
-    const tied = previous !== undefined && value(previous)! - value(c)! === 0;
-    result.set(c.key, tied ? result.get(previous.key)! : i + 1);
+    if (i === 0 || value(sorted[i - 1])! !== value(c)!) rank++;
+    result.set(c.key, rank);
   });
   return result;
 }
