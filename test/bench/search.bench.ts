@@ -18,7 +18,7 @@
  * Prints its summary as JSON (main.ts adds it to the last line).
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
@@ -351,14 +351,20 @@ async function benchOne(target: string | DatabaseTarget, file: string | undefine
     const latency: Record<string, unknown> = {};
     for (const [name, make] of Object.entries(queries)) {
       const samples: number[] = [];
+      let cpu = { user: 0, system: 0 };
       for (let i = 0; i < WARMUP + SAMPLES; i++) {
         const params = { ...make(), owner: OWNER, kinds: ['generation', 'reference'] as ItemKind[], limit: 20 };
+        if (i === WARMUP) cpu = process.cpuUsage();
         const started = performance.now();
         await search.search(params);
         if (i >= WARMUP) samples.push(performance.now() - started);
       }
-      latency[name] = percentiles(samples);
+      const used = process.cpuUsage(cpu);
+      // This process's CPU per search (PostgreSQL's own work is in its server processes, not here):
+      // unlike wall time it hardly moves with what else the shared machine runs.
+      latency[name] = { ...percentiles(samples), serviceCpuMsPerQuery: round((used.user + used.system) / 1000 / SAMPLES) };
     }
+    latency.loadAverage1m = round(loadavg()[0], 1);
 
     const dominant = (f: string) => (it: Item) => images[it.labels.image].dominant === f;
     const colorCases: QualityCase[] = [
