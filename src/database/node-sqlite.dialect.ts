@@ -213,8 +213,14 @@ class LockWaitDriver implements Driver {
     return this.inner.commitTransaction(connection);
   }
 
-  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.inner.rollbackTransaction(connection);
+  /**
+   * Skipped when SQLite has already rolled the transaction back itself, as it does on some errors
+   * (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM…): a ROLLBACK would then fail ("no transaction is
+   * active") and hide the typed error that ended the transaction.
+   */
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (!this.db.isTransaction) return;
+    await this.inner.rollbackTransaction(connection);
   }
 
   async savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
