@@ -4,9 +4,10 @@ import type { Generation } from '../common/generation.model';
 import type { Reference } from '../common/reference.model';
 import { GenerationsRepository, Owner } from '../database/generations.repository';
 import { ReferencesRepository } from '../database/references.repository';
-import { SearchRepository } from '../database/search.repository';
+import { ItemImage, SearchRepository } from '../database/search.repository';
 import { AppMetrics, Outcome } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
+import type { Span } from '@opentelemetry/api';
 import { ItemKind, Oklab, rgbToOklab, Rgb } from './color-space';
 import { fuse, FusionCandidate } from './fusion';
 import { paletteDistance, WeightedColor } from './palette-distance';
@@ -114,39 +115,32 @@ export class SearchService {
     const textQuery = params.q !== undefined ? parseTextQuery(params.q) : undefined;
     const withText = textQuery !== undefined && hasTerms(textQuery);
 
-    // With colours too, many more text matches are ranked by colour: the ones that match both may
-    // be anywhere in the text order (prompts often score alike).
+    // The two signals' candidates are looked up side by side (PostgreSQL runs them on two connections).
+    // With colours too, many more text matches are ranked by colour: the ones that match both may be
+    // anywhere in the text order (prompts often score alike).
     const textLimit = colorQuery ? hybridTextCandidates(limit) : k;
-    const textHits = withText ? await withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [];
+    const distances = colorQuery ? new PaletteDistances(colorQuery.colors, this.index) : undefined;
+    const [textHits, colorItems] = await Promise.all([
+      withText ? withSpan('search.text', {}, () => this.index.text(textQuery, { owner, kinds, limit: textLimit })) : [],
+      colorQuery && distances ? withSpan('search.color', { 'search.colors': colorQuery.colors.length }, (span) => this.colorCandidates(colorQuery, distances, params, span)) : [],
+    ]);
     const candidates = new Map<number, Candidate>();
     for (const hit of textHits) candidates.set(hit.itemKey, { key: hit.itemKey, textOrder: hit.order, createdAt: hit.createdAtMs });
+    for (const image of colorItems) {
+      if (!candidates.has(image.itemKey)) candidates.set(image.itemKey, { key: image.itemKey, createdAt: image.createdAtMs, itemId: image.itemId, kind: image.kind });
+    }
 
-    if (colorQuery) {
-      await withSpan('search.color', { 'search.colors': colorQuery.colors.length }, async (span) => {
-        const distances = new PaletteDistances(colorQuery.colors, this.index);
-        // The palettes nearest to each query colour, then their items, best palettes first.
-        const seeds = [...colorQuery.colors].sort((a, b) => b.weight - a.weight).slice(0, MAX_SEED_COLORS);
-        const near = new Set<number>();
-        for (const seed of seeds) for (const key of await this.index.nearestPalettes(seed.lab, seed.weight, { owner, kinds, k })) near.add(key);
-        const ranked = await distances.rank([...near]);
-        span.setAttribute('search.palettes', ranked.length);
-        // Items of the best palettes until a page is full (items sharing a palette are equally near).
-        let found = 0;
-        for (let i = 0; i < ranked.length && found < limit; i += PALETTE_BATCH) {
-          const images = await this.index.itemsWithPalettes(ranked.slice(i, i + PALETTE_BATCH), { owner, kinds, perPalette: limit - found + 1 });
-          for (const image of images) {
-            if (image.itemKey === colorQuery.exclude || candidates.has(image.itemKey)) continue;
-            candidates.set(image.itemKey, { key: image.itemKey, createdAt: image.createdAtMs, itemId: image.itemId, kind: image.kind });
-            found++;
-          }
-        }
-        // Colour candidates that match the text too, beyond the text's own top list.
-        if (withText) {
-          const among = [...candidates.values()].filter((c) => c.textOrder === undefined).map((c) => c.key);
-          for (const hit of await this.index.text(textQuery, { owner, kinds, limit: k, among })) candidates.get(hit.itemKey)!.textOrder = hit.order;
-        }
+    if (colorQuery && distances) {
+      await withSpan('search.rerank', { 'search.candidates': candidates.size }, async () => {
+        // Colour candidates that match the text too, beyond the text's own top list; and every
+        // candidate's palettes.
+        const among = [...candidates.values()].filter((c) => c.textOrder === undefined).map((c) => c.key);
+        const [alsoText, images] = await Promise.all([
+          withText && among.length > 0 ? this.index.text(textQuery, { owner, kinds, limit: k, among }) : [],
+          this.index.imagePalettes([...candidates.keys()]),
+        ]);
+        for (const hit of alsoText) candidates.get(hit.itemKey)!.textOrder = hit.order;
         // Every candidate's distance: the best of its images' palettes.
-        const images = await this.index.imagePalettes([...candidates.keys()]);
         await distances.load(images.map((i) => i.paletteKey));
         for (const image of images) {
           const c = candidates.get(image.itemKey)!;
@@ -162,6 +156,35 @@ export class SearchService {
     const fused = fuse([...candidates.values()]).slice(0, limit);
     const hits = await withSpan('search.load', { 'search.results': fused.length }, () => this.load(fused, candidates, owner));
     return { hits, candidateTotal: candidates.size };
+  }
+
+  /**
+   * The palettes nearest to each query colour, ranked by their exact distance, then their items,
+   * best palettes first, until a page is full (items sharing a palette are equally near).
+   */
+  private async colorCandidates(
+    colorQuery: { colors: WeightedColor[]; exclude?: number },
+    distances: PaletteDistances,
+    { owner, kinds, limit }: SearchParams,
+    span: Span,
+  ): Promise<ItemImage[]> {
+    const k = candidateCount(limit);
+    const seeds = [...colorQuery.colors].sort((a, b) => b.weight - a.weight).slice(0, MAX_SEED_COLORS);
+    const near = new Set<number>();
+    for (const seed of seeds) for (const key of await this.index.nearestPalettes(seed.lab, seed.weight, { owner, kinds, k })) near.add(key);
+    const ranked = await distances.rank([...near]);
+    span.setAttribute('search.palettes', ranked.length);
+    const items: ItemImage[] = [];
+    const seen = new Set<number>();
+    for (let i = 0; i < ranked.length && items.length < limit; i += PALETTE_BATCH) {
+      const images = await this.index.itemsWithPalettes(ranked.slice(i, i + PALETTE_BATCH), { owner, kinds, perPalette: limit - items.length + 1 });
+      for (const image of images) {
+        if (image.itemKey === colorQuery.exclude || seen.has(image.itemKey)) continue;
+        seen.add(image.itemKey);
+        items.push(image);
+      }
+    }
+    return items;
   }
 
   /** The query's colours in OKLab with normalised weights; for `similarTo`, the item's palette. */
