@@ -29,6 +29,8 @@ const MIME_BY_FORMAT: Record<string, string> = {
  * upload that died in between (a crash, a lost database) is ever swept.
  */
 export const PENDING_UPLOAD_SWEEP_MS = 60 * 60 * 1000;
+/** An image deletion done while a request waits gives up after this (the sweep list keeps it). */
+const DELETE_TIMEOUT_MS = 10_000;
 
 export interface NewReference {
   title?: string;
@@ -107,7 +109,7 @@ export class ReferencesService {
       const deleted = await this.stage('delete', () => this.references.delete(id, owner));
       if (!deleted) return false;
       try {
-        await this.storage.delete(deleted.storageKey);
+        await this.storage.delete(deleted.storageKey, { signal: AbortSignal.timeout(DELETE_TIMEOUT_MS) });
         await this.sweep.done(deleted.storageKey);
       } catch (error) {
         // The record is gone either way; the sweep list still has the image.
@@ -120,7 +122,7 @@ export class ReferencesService {
   /** Deletes an upload's image that will not be recorded, and its sweep entry; on failure the entry stays for the sweep. */
   private async discard(key: string): Promise<void> {
     try {
-      await this.storage.delete(key);
+      await this.storage.delete(key, { signal: AbortSignal.timeout(DELETE_TIMEOUT_MS) });
       await this.sweep.done(key);
     } catch (error) {
       this.logger.warn(`Upload ${key}: its image is left for the storage sweep (${(error as Error)?.message ?? String(error)})`);
