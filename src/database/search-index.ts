@@ -8,10 +8,10 @@ import type { DatabaseSchema } from './database.schema';
  * references) and migration 0004's backfill. One dialect-neutral write: a row in `search_items`
  * (its text), and per image a link to its palette in `search_palettes` (each distinct palette of
  * an owner stored once, its colours in `search_colors`, see `colorPoints`); each database keeps its
- * own index of them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated `tsvector` and
- * `cube` columns with GIN and GiST indexes), and deleting the item deletes its colours (foreign key
- * cascade) and their index entries. Every write is idempotent, so a migration or a final write that
- * runs twice changes nothing.
+ * own index of them by itself (SQLite: FTS5 and R*Tree through triggers; PostgreSQL: generated
+ * `tsvector` and `cube` columns with GIN and GiST indexes). Deleting the item deletes its links
+ * (foreign key cascade) and the palettes no other item uses, with their colours and index entries.
+ * Every write is idempotent, so a migration or a final write that runs twice changes nothing.
  */
 export type Dialect = 'sqlite' | 'postgres';
 
