@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely/migration';
 import { createGenerations } from './0001-create-generations';
 import { addGenerationOwner } from './0002-generation-owner';
 import { addGenerationImages } from './0003-generation-images';
+import { addReferencesAndSearch } from './0004-references-and-search';
 
 /**
  * Every migration, in code rather than found by globbing a folder, so the same list runs from
@@ -12,6 +13,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_create_generations': createGenerations,
   '0002_generation_owner': addGenerationOwner,
   '0003_generation_images': addGenerationImages,
+  '0004_references_and_search': addReferencesAndSearch,
 };
 
 export const migrationProvider: MigrationProvider = {
