@@ -12,6 +12,10 @@ export interface GenerationsTable {
   owner: string | null;
   /** Who asked (the principal's client), for per-client admission; null on rows from before 0003. */
   client: string | null;
+  /** JSON array of the reference ids the generation uses (0005). */
+  reference_ids: Generated<string>;
+  /** 1 when the references' palettes were appended to the prompt (0005). */
+  palette_hint: Generated<number>;
   status: GenerationStatus;
   stage: GenerationStage;
   prompt: string;

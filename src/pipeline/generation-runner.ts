@@ -14,6 +14,7 @@ import { AppMetrics } from '../telemetry/app-metrics';
 import { runStage } from '../telemetry/stage';
 import { withSpan } from '../telemetry/tracing';
 import { PendingFinalWrites } from './final-writes';
+import { promptWithPaletteHint, ReferenceImages } from './reference-images';
 import { finalPatch } from './final-state';
 import { GenerationEvents } from './generation-events';
 import { AbortReason, ImageJob, JobContext, JobQueue } from './job-queue';
@@ -106,6 +107,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
     private readonly events: GenerationEvents,
     private readonly metrics: AppMetrics,
     private readonly finalWrites: PendingFinalWrites,
+    private readonly references: ReferenceImages,
     @Inject(JobQueue) private readonly queue: JobQueue,
   ) {}
 
@@ -265,13 +267,17 @@ export class GenerationRunner implements OnApplicationBootstrap {
     try {
       // The gemini stage is measured from the moment the call holds its quota slot: the wait before
       // that is queue time, in `timings.queueMs` and the `queue` stage.
+      // The references go to Gemini beside the prompt (and their palettes into it, with paletteHint).
+      const references = await this.references.load(generation);
+      const images = await Promise.all(references.map((r) => this.references.forModel(r)));
+      const prompt = generation.paletteHint ? promptWithPaletteHint(generation.prompt, references) : generation.prompt;
       const gemini = await runStage(
         this.metrics,
         'gemini',
         attrs,
         () =>
           this.gemini.generateImage(
-            { prompt: generation.prompt, aspectRatio: generation.aspectRatio },
+            { prompt, aspectRatio: generation.aspectRatio, images },
             {
               signal,
               client: job.client,

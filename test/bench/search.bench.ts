@@ -166,6 +166,8 @@ function generationOf(item: Item, palette: PaletteColor[]): Generation {
     images: [{ index: 0, key: `images/bench/${item.id}/0.png`, mimeType: 'image/png', width: 1024, height: 1024, bytes: 1_500_000, palette }],
     usage: { inputTokens: 14, outputTokens: 1290 },
     error: null,
+    references: [],
+    paletteHint: false,
   };
 }
 
