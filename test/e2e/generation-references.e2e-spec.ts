@@ -7,6 +7,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 type Body = Record<string, any>;
 const ALICE = 'alice-key-0123456789abcdef';
@@ -19,7 +20,8 @@ const distance = (a: number[], b: number[]) => Math.hypot(a[0] - b[0], a[1] - b[
  * emulator, which paints with the dominant colours of the images it receives first: a red reference
  * makes a red picture from a prompt that asks for teal, so the reference provably reached the model.
  */
-describe('Generations with references (e2e)', () => {
+describe.each(['SQLite', 'PostgreSQL'])('Generations with references on %s (e2e)', (dialect) => {
+  let database: TestDatabase | undefined;
   let app: NestExpressApplication;
   let http: ReturnType<typeof request>;
   let dataDir: string;
@@ -29,8 +31,10 @@ describe('Generations with references (e2e)', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'his-gen-refs-'));
     gemini = await startTestGemini();
+    database = dialect === 'PostgreSQL' ? await createTestDatabase() : undefined;
     const config = loadConfig({
       ...gemini.env,
+      ...(database ? { DATABASE_URL: database.url } : {}),
       DATA_DIR: dataDir,
       API_KEYS: `alice:${ALICE},bob:${BOB}`,
       METRICS_PORT: '0',
@@ -47,6 +51,7 @@ describe('Generations with references (e2e)', () => {
   afterAll(async () => {
     await app?.close();
     await gemini?.close();
+    await database?.drop();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
