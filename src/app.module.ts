@@ -9,7 +9,9 @@ import { LoggingModule } from './logging/logging.module';
 import { PalettesModule } from './palettes/palettes.module';
 import { OverloadModule } from './overload/overload.module';
 import { PipelineModule } from './pipeline/pipeline.module';
+import { ReferencesModule } from './references/references.module';
 import { RedisModule } from './redis/redis.module';
+import { SearchModule } from './search/search.module';
 import { TelemetryModule } from './telemetry/telemetry.module';
 
 @Module({})
@@ -27,7 +29,7 @@ export class AppModule {
         PipelineModule.forRoot(config),
         OverloadModule,
         // ROLE=worker serves only health and metrics.
-        ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule]),
+        ...(config.queue.role === 'worker' ? [] : [GenerationsModule, PalettesModule, ReferencesModule, SearchModule]),
         HealthModule,
       ],
     };

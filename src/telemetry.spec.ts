@@ -28,7 +28,7 @@ describe('startTelemetry', () => {
 
   it('does nothing at all when OTEL_SDK_DISABLED=true', async () => {
     const port = await freePort();
-    const handle = freshStart()(loadConfig({ OTEL_SDK_DISABLED: 'true', METRICS_PORT: String(port) }), { metricsHost: '127.0.0.1' });
+    const handle = freshStart()(loadConfig({ OTEL_SDK_DISABLED: 'true', METRICS_PORT: String(port), METRICS_HOST: '127.0.0.1' }));
 
     expect(metrics.getMeter('x').createCounter('c').constructor.name).toMatch(/^Noop/);
     expect(trace.isSpanContextValid(trace.getTracer('x').startSpan('s').spanContext())).toBe(false);
@@ -39,8 +39,8 @@ describe('startTelemetry', () => {
   it('serves Prometheus metrics with the resource, runtime and host metrics, and stops on shutdown', async () => {
     const port = await freePort();
     const start = freshStart();
-    const config = loadConfig({ METRICS_PORT: String(port), OTEL_SERVICE_NAME: 'telemetry-spec' });
-    const handle = start(config, { metricsHost: '127.0.0.1' });
+    const config = loadConfig({ METRICS_PORT: String(port), METRICS_HOST: '127.0.0.1', OTEL_SERVICE_NAME: 'telemetry-spec', LOG_LEVEL: 'silent' });
+    const handle = start(config);
     expect(start(config)).toBe(handle);
 
     const series = [

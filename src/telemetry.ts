@@ -13,20 +13,24 @@
  */
 import { diag } from '@opentelemetry/api';
 import { getNumberFromEnv } from '@opentelemetry/core';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OTLPJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OTLPProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { HostMetrics } from '@opentelemetry/host-metrics';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { IMetricReader, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { IMetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { AlwaysOffSampler, BatchSpanProcessor, NoopSpanProcessor, SpanProcessor } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, NoopSpanProcessor, SpanExporter } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { ServerResponse } from 'node:http';
 import type { AppConfig } from './config/app-config';
+import type { OtlpProtocol } from './config/telemetry-config';
 import { redactQuery } from './logging/redact-url';
+import { routeDiagnostics, serviceLogger } from './telemetry/diag-logger';
 import { captureRouteOnFinish } from './telemetry/http-route';
 import { httpServerDurationSource, isUntracedRequest } from './telemetry/http-server-policy';
 import { metricViews } from './telemetry/metric-views';
@@ -40,51 +44,59 @@ export { isUntracedRequest } from './telemetry/http-server-policy';
 
 let active: TelemetryHandle | undefined;
 
-export interface TelemetryOptions {
-  /** Interface of the metrics endpoint; default all interfaces (Prometheus scrapes from elsewhere). */
-  metricsHost?: string;
-}
-
 /**
  * Starts the OpenTelemetry SDK once per process (later calls return the same handle); a no-op
  * handle when `config.telemetry.disabled`.
+ *
+ * What is exported follows the OpenTelemetry variables as `config.telemetry` read them
+ * (src/config/telemetry-config.ts). Traces: when OTLP export is on, sdk-node gets the exporter as
+ * `traceExporter` and builds the BatchSpanProcessor itself, which is where OTEL_BSP_SCHEDULE_DELAY,
+ * _MAX_EXPORT_BATCH_SIZE, _MAX_QUEUE_SIZE and _EXPORT_TIMEOUT are read (a processor built here would
+ * ignore them). The exporters read their endpoint (OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT),
+ * headers and timeout themselves. Metrics: the readers are built here, because the Prometheus one
+ * listens on METRICS_HOST:METRICS_PORT, not on the SDK's OTEL_EXPORTER_PROMETHEUS_* defaults.
  */
-export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}): TelemetryHandle {
+export function startTelemetry(config: AppConfig): TelemetryHandle {
   if (active) return active;
-  if (config.telemetry.disabled) {
+  const telemetry = config.telemetry;
+  if (telemetry.disabled) {
     active = { shutdown: async () => undefined };
     return active;
   }
+  // First, so that whatever the exporters say while they are built reaches the log.
+  const logger = serviceLogger(config.logLevel);
+  routeDiagnostics(logger, telemetry.diagLogLevel);
+  for (const warning of telemetry.warnings) diag.warn(warning);
 
   const metricReaders: IMetricReader[] = [];
-  if (config.metrics.port > 0) {
-    // The exporter logs its own listen errors (port taken) through diag and the service keeps
-    // running without the endpoint.
-    metricReaders.push(new PrometheusExporter({ host: options.metricsHost, port: config.metrics.port, endpoint: '/metrics' }));
+  if (telemetry.metrics.prometheus) {
+    const { host, port } = config.metrics;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`;
+    metricReaders.push(
+      new PrometheusExporter({ host, port, endpoint: '/metrics' }, (error) => {
+        // A port already taken: the service keeps running without the endpoint, and says so.
+        if (error) logger.error(`Prometheus metrics endpoint ${url} could not start (${error.message}): no metrics are served there`);
+        else logger.info(`Prometheus metrics at ${url}`);
+      }),
+    );
   }
-  const exportSpans = config.telemetry.otlpEndpoint !== undefined;
-  const spanProcessors: SpanProcessor[] = [];
-  if (exportSpans) {
-    // The exporters read OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / _TIMEOUT (and the per-signal
-    // variants) themselves, so Grafana Cloud's `Authorization=Basic …` header needs no code here.
-    spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }));
-    metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), ...exportTiming() }));
-  } else {
-    // A TracerProvider that records nothing: spans still get ids (log lines written inside a
-    // generation carry its trace_id), but no span data is built for nobody to receive.
-    spanProcessors.push(new NoopSpanProcessor());
+  if (telemetry.metrics.otlp) {
+    metricReaders.push(new PeriodicExportingMetricReader({ exporter: otlpMetricExporter(telemetry.metrics.otlp), ...exportTiming() }));
   }
+  const traceExporter = telemetry.traces.otlp ? otlpTraceExporter(telemetry.traces.otlp) : undefined;
   const serverSpans = httpServerDurationSource(config) === 'instrumentation';
 
-  const sdk = new NodeSDK({
-    serviceName: config.telemetry.serviceName,
+  const sdkOptions: ConstructorParameters<typeof NodeSDK>[0] = {
+    // OTEL_SERVICE_NAME, else `service.name` from OTEL_RESOURCE_ATTRIBUTES, else the default (the
+    // configuration resolved that order); merged over every detected attribute.
+    serviceName: telemetry.serviceName,
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_VERSION]: config.version })),
     metricReaders,
     views: metricViews(),
-    spanProcessors,
-    // Nothing would receive spans: record none (they still get ids). With an exporter the
-    // sampler comes from OTEL_TRACES_SAMPLER (default parentbased_always_on).
-    ...(exportSpans ? {} : { sampler: new AlwaysOffSampler() }),
+    // Without OTLP trace export: a TracerProvider that records nothing, so spans still get ids (log
+    // lines written inside a generation carry its trace_id) but no span data is built for nobody.
+    // With it, the sampler comes from OTEL_TRACES_SAMPLER (default parentbased_always_on).
+    ...(traceExporter ? { traceExporter } : { spanProcessors: [new NoopSpanProcessor()], sampler: new AlwaysOffSampler() }),
     // Logs go to stdout as JSON (pino, with trace ids); without this the SDK would default
     // to an OTLP log exporter aimed at localhost:4318.
     logRecordProcessors: [],
@@ -113,7 +125,12 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
       }),
       new RuntimeNodeInstrumentation(),
     ],
-  });
+  };
+  // sdk-node installs a console diag logger of its own when OTEL_LOG_LEVEL is set (and would
+  // complain about replacing this one): the service's is put back once it is built.
+  diag.disable();
+  const sdk = new NodeSDK(sdkOptions);
+  routeDiagnostics(logger, telemetry.diagLogLevel);
   sdk.start();
 
   if (metricReaders.length > 0) {
@@ -139,6 +156,15 @@ export function startTelemetry(config: AppConfig, options: TelemetryOptions = {}
 export function incomingSpanAttributes(url: string | undefined): Record<string, string> {
   const q = (url ?? '').indexOf('?');
   return q < 0 ? {} : { 'url.query': redactQuery(url!.slice(q + 1)) };
+}
+
+/** The OTLP exporters for OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL: protobuf (the specification's default) or JSON. */
+function otlpTraceExporter(protocol: OtlpProtocol): SpanExporter {
+  return protocol === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
+}
+
+function otlpMetricExporter(protocol: OtlpProtocol): PushMetricExporter {
+  return protocol === 'http/json' ? new OTLPJsonMetricExporter() : new OTLPProtoMetricExporter();
 }
 
 /** The SDK's standard export timing variables (OTel defaults: 60 s interval, 30 s timeout). */

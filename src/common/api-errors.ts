@@ -53,6 +53,8 @@ const MEANING: Record<string, string> = {
   TOO_MANY_ACTIVE_GENERATIONS: 'this client has MAX_ACTIVE_GENERATIONS_PER_CLIENT generations queued or running',
   TOO_MANY_STREAMS: 'too many open event streams for this client (SSE_MAX_STREAMS_PER_CLIENT) or in all (SSE_MAX_STREAMS)',
   SHUTTING_DOWN: 'this instance is stopping; retry on another',
+  UNKNOWN_REFERENCE: 'a reference id is not one of your references',
+  OVERLOADED: 'this instance is saturated (event loop or palette queue) and refuses new work for a moment',
   QUEUE_UNAVAILABLE: 'the job queue (Redis) cannot be reached',
   DATABASE_BUSY: 'another process holds the database lock',
   DATABASE_FULL: "the database's disk is full",

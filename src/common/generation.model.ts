@@ -80,6 +80,10 @@ export interface Generation {
   images: GenerationImage[];
   usage: GenerationUsage;
   error: GenerationError | null;
+  /** Ids of the caller's references sent to Gemini with the prompt, in order (at most 3). */
+  references: string[];
+  /** True when the references' palettes were appended to the prompt as hex codes. */
+  paletteHint: boolean;
 }
 
 export function emptyTimings(): GenerationTimings {
@@ -96,7 +100,12 @@ export interface GenerationInput {
   aspectRatio: AspectRatio;
   count: number;
   paletteSize: number;
+  references?: string[];
+  paletteHint?: boolean;
 }
+
+/** References one generation may use. */
+export const MAX_GENERATION_REFERENCES = 3;
 
 /** A freshly accepted generation: `queued`, nothing measured or produced yet. */
 export function newQueuedGeneration(
@@ -111,6 +120,8 @@ export function newQueuedGeneration(
     status: 'queued',
     stage: 'queued',
     ...input,
+    references: input.references ?? [],
+    paletteHint: input.paletteHint ?? false,
     model,
     createdAt,
     startedAt: null,

@@ -7,6 +7,7 @@ import type { EnvDto as EnvDtoType } from './env.dto';
 import { EnvDto } from './env.dto';
 import { ApiKeyEntry, parseApiKeys } from './api-keys';
 import { redactUrl } from './database-url';
+import { TelemetryConfig, telemetryConfig } from './telemetry-config';
 import { essentialMessages } from '../common/validation-messages';
 
 /** Request headers are a few hundred bytes: whoever needs longer to send them is holding the socket. */
@@ -60,8 +61,9 @@ export class AppConfig {
   };
   /** Multipart uploads: streamed to files in `tmpDir`, at most `maxInflightBytes` (declared) at once. */
   readonly uploads: { tmpDir: string; maxInflightBytes: number };
-  readonly metrics: { port: number };
-  readonly telemetry: { disabled: boolean; serviceName: string; otlpEndpoint: string | undefined };
+  /** The Prometheus endpoint's port (0: none) and interface. */
+  readonly metrics: { port: number; host: string };
+  readonly telemetry: TelemetryConfig;
   readonly http: {
     apiKeys: ApiKeyEntry[];
     rateLimitPerMinute: number;
@@ -147,12 +149,8 @@ export class AppConfig {
       tmpDir: resolve(env.UPLOAD_TMP_DIR ?? join(tmpdir(), 'hybrid-image-search-uploads')),
       maxInflightBytes: env.UPLOAD_MAX_INFLIGHT_MB * MB,
     };
-    this.metrics = { port: env.METRICS_PORT };
-    this.telemetry = {
-      disabled: env.OTEL_SDK_DISABLED,
-      serviceName: env.OTEL_SERVICE_NAME,
-      otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
-    };
+    this.metrics = { port: env.METRICS_PORT, host: env.METRICS_HOST };
+    this.telemetry = telemetryConfig(env);
     this.http = {
       apiKeys: parseApiKeys(env.API_KEYS).keys,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,

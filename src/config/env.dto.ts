@@ -134,14 +134,50 @@ export class EnvDto {
   @Type(() => Number) @IsInt() @Min(0) @Max(65535)
   METRICS_PORT = 9464;
 
-  @Transform(toBool) @IsBoolean()
-  OTEL_SDK_DISABLED = false;
+  /** Interface of the metrics endpoint: `0.0.0.0` all IPv4 interfaces (a Prometheus elsewhere must reach it), `::` all, `127.0.0.1` this host only. */
+  @Matches(/^[A-Za-z0-9.:-]{1,253}$/, { message: 'METRICS_HOST must be an IP address or a host name' })
+  METRICS_HOST = '0.0.0.0';
 
-  @IsString() @MinLength(1)
-  OTEL_SERVICE_NAME = 'hybrid-image-search';
+  /*
+   * OpenTelemetry: read with the SDK specification's rules by telemetryConfig() (telemetry-config.ts),
+   * where an unsupported value is logged and ignored, as the specification says, rather than refused.
+   * Endpoints are URLs and are refused when they are not.
+   */
+  @IsOptional() @IsString()
+  OTEL_SDK_DISABLED?: string;
+
+  @IsOptional() @IsString()
+  OTEL_SERVICE_NAME?: string;
+
+  @IsOptional() @IsString()
+  OTEL_RESOURCE_ATTRIBUTES?: string;
+
+  @IsOptional() @IsString()
+  OTEL_LOG_LEVEL?: string;
+
+  @IsOptional() @IsString()
+  OTEL_TRACES_EXPORTER?: string;
+
+  @IsOptional() @IsString()
+  OTEL_METRICS_EXPORTER?: string;
 
   @IsOptional() @Transform(emptyToUndefined) @IsUrl(URL_OPTS)
   OTEL_EXPORTER_OTLP_ENDPOINT?: string;
+
+  @IsOptional() @Transform(emptyToUndefined) @IsUrl(URL_OPTS)
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string;
+
+  @IsOptional() @Transform(emptyToUndefined) @IsUrl(URL_OPTS)
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT?: string;
+
+  @IsOptional() @IsString()
+  OTEL_EXPORTER_OTLP_PROTOCOL?: string;
+
+  @IsOptional() @IsString()
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL?: string;
+
+  @IsOptional() @IsString()
+  OTEL_EXPORTER_OTLP_METRICS_PROTOCOL?: string;
 
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
   LOG_LEVEL = 'info';

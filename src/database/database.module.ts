@@ -6,6 +6,9 @@ import { DatabaseFaults } from './database-faults';
 import { DatabaseHealth } from './database-health';
 import { GenerationsRecovery } from './generations.recovery';
 import { GenerationsRepository } from './generations.repository';
+import { ReferencesRepository } from './references.repository';
+import { SearchRepository } from './search.repository';
+import { StorageSweepRepository } from './storage-sweep.repository';
 
 /**
  * Closes the database after everything else has shut down. Nest runs shutdown hooks of modules
@@ -25,7 +28,8 @@ class DatabaseCloser implements OnApplicationShutdown {
 /**
  * The database: PostgreSQL when `DATABASE_URL` is set, else SQLite under `DATA_DIR`
  * (`hybrid-image-search.sqlite`), opened, migrated (and a SQLite file checked) before any provider
- * that needs it is built. Exports `GenerationsRepository`, `GenerationsRecovery` (what start-up
+ * that needs it is built. Exports the repositories (generations, references, the search index, the
+ * storage sweep list), `GenerationsRecovery` (what start-up
  * recovery found) and `DatabaseHealth` (readiness); the Kysely instance stays inside, so callers
  * never see which dialect runs.
  */
@@ -46,9 +50,12 @@ class DatabaseCloser implements OnApplicationShutdown {
     },
     DatabaseCloser,
     GenerationsRepository,
+    ReferencesRepository,
+    SearchRepository,
+    StorageSweepRepository,
     GenerationsRecovery,
     DatabaseHealth,
   ],
-  exports: [GenerationsRepository, GenerationsRecovery, DatabaseHealth],
+  exports: [GenerationsRepository, ReferencesRepository, SearchRepository, StorageSweepRepository, GenerationsRecovery, DatabaseHealth],
 })
 export class DatabaseModule {}

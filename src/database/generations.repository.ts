@@ -16,6 +16,7 @@ import { Database, KYSELY } from './database';
 import { GenerationNotFoundError } from './database.errors';
 import type { DatabaseSchema, GenerationImagesTable, GenerationsTable } from './database.schema';
 import { decodeCursor, encodeCursor } from './generation-cursor';
+import { IndexedPalette, indexItem, inTransaction, removeItem, SearchDocument } from './search-index';
 
 // The errors callers catch travel with the repository that throws them.
 export { GenerationNotFoundError, InvalidCursorError } from './database.errors';
@@ -56,17 +57,51 @@ function ownedBy(owner: Owner) {
   return (eb: ExpressionBuilder<DatabaseSchema, 'generations'>) => (owner === null ? eb('owner', 'is', null) : eb('owner', '=', owner));
 }
 
+/** The search entry of a generation: its prompt, and the palettes of its images once it succeeded. */
+function searchDocument(g: Pick<Generation, 'id' | 'owner' | 'createdAt' | 'prompt'>): SearchDocument {
+  return { kind: 'generation', itemId: g.id, owner: g.owner, createdAtMs: toMs(g.createdAt), body: g.prompt };
+}
+
+function searchPalettes(g: Pick<Generation, 'status' | 'images'>): IndexedPalette[] {
+  return g.status === 'succeeded' ? g.images.map((image) => ({ imageIdx: image.index, palette: image.palette })) : [];
+}
+
 /**
- * Generations in the database, as the `Generation` domain type. Every write is one SQL statement,
- * so a crash can never leave a half-written record; the conditional writes (`updateIfNotFinal`,
- * `failUnfinished`) decide and write in that same statement, so they cannot race with each other.
+ * Generations in the database, as the `Generation` domain type. Every write is one SQL statement or
+ * one transaction, so a crash can never leave a half-written record; the conditional writes
+ * (`updateIfNotFinal`, `failUnfinished`) decide and write in that same statement, so they cannot
+ * race with each other. The search index follows in the same transaction: a generation's prompt is
+ * indexed when it is created, its palettes when it succeeds, and both go when it is deleted.
  */
 @Injectable()
 export class GenerationsRepository {
   constructor(@Inject(KYSELY) private readonly db: Database) {}
 
   async create(generation: Generation): Promise<void> {
-    await this.db.insertInto('generations').values(toRow(generation)).execute();
+    await inTransaction(this.db, async (trx) => {
+      await trx.insertInto('generations').values(toRow(generation)).execute();
+      await indexItem(trx, searchDocument(generation), searchPalettes(generation));
+    });
+  }
+
+  /** The caller's generations among `ids` (unknown and foreign ones are missing), in no particular order. */
+  async findByIds(ids: readonly string[], owner: Owner): Promise<Generation[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom('generations').selectAll().where('id', 'in', [...new Set(ids)]).where(ownedBy(owner)).execute();
+    return rows.map(fromRow);
+  }
+
+  /**
+   * Deletes the generation `id` of `owner` with its image records and search entry; returns it (its
+   * images' storage keys are the caller's to delete), or null when there was none.
+   */
+  async delete(id: string, owner: Owner): Promise<Generation | null> {
+    return inTransaction(this.db, async (trx) => {
+      const row = await trx.deleteFrom('generations').where('id', '=', id).where(ownedBy(owner)).returningAll().executeTakeFirst();
+      if (!row) return null;
+      await removeItem(trx, 'generation', id);
+      return fromRow(row);
+    });
   }
 
   /**
@@ -114,14 +149,21 @@ export class GenerationsRepository {
    * was already final; throws `GenerationNotFoundError` when there is no such generation.
    */
   async updateIfNotFinal(id: string, patch: GenerationPatch): Promise<Generation | null> {
-    const row = await this.db
-      .updateTable('generations')
-      .set(toPatchRow(patch))
-      .where('id', '=', id)
-      .where('status', 'in', UNFINISHED_STATUSES)
-      .returningAll()
-      .executeTakeFirst();
-    if (row) return fromRow(row);
+    const updated = await inTransaction(this.db, async (trx) => {
+      const row = await trx
+        .updateTable('generations')
+        .set(toPatchRow(patch))
+        .where('id', '=', id)
+        .where('status', 'in', UNFINISHED_STATUSES)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return null;
+      const generation = fromRow(row);
+      // Succeeded: its palettes become searchable with the final state, or not at all.
+      if (generation.status === 'succeeded') await indexItem(trx, searchDocument(generation), searchPalettes(generation));
+      return generation;
+    });
+    if (updated) return updated;
     const exists = await this.db.selectFrom('generations').select('id').where('id', '=', id).executeTakeFirst();
     if (!exists) throw new GenerationNotFoundError(id);
     return null;
@@ -158,21 +200,28 @@ export class GenerationsRepository {
     const row = { ...toRow(generation), client };
     const columns = Object.keys(row) as (keyof typeof row)[];
     const unfinished = sql.join(UNFINISHED_STATUSES.map((status) => sql`${status}`));
-    const result = await this.db
-      .insertInto('generations')
-      .columns(columns)
-      .expression(
-        this.db
-          .selectNoFrom((eb) => columns.map((c) => eb.val(row[c] as never).as(c)))
-          .where(sql<boolean>`(select count(*) from generations where client = ${client} and status in (${unfinished})) < ${maxActive}`),
-      )
-      .executeTakeFirst();
-    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+    return inTransaction(this.db, async (trx) => {
+      const result = await trx
+        .insertInto('generations')
+        .columns(columns)
+        .expression(
+          trx
+            .selectNoFrom((eb) => columns.map((c) => eb.val(row[c] as never).as(c)))
+            .where(sql<boolean>`(select count(*) from generations where client = ${client} and status in (${unfinished})) < ${maxActive}`),
+        )
+        .executeTakeFirst();
+      const inserted = Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+      if (inserted) await indexItem(trx, searchDocument(generation));
+      return inserted;
+    });
   }
 
   /** Removes a generation that was never queued (its job could not be enqueued). */
   async deleteQueued(id: string): Promise<void> {
-    await this.db.deleteFrom('generations').where('id', '=', id).where('status', '=', 'queued').execute();
+    await inTransaction(this.db, async (trx) => {
+      const deleted = await trx.deleteFrom('generations').where('id', '=', id).where('status', '=', 'queued').executeTakeFirst();
+      if (Number(deleted.numDeletedRows) > 0) await removeItem(trx, 'generation', id);
+    });
   }
 
   /**
@@ -272,7 +321,7 @@ export class GenerationsRepository {
   }
 }
 
-function toMs(date: Date): number {
+export function toMs(date: Date): number {
   const ms = date.getTime();
   if (!Number.isFinite(ms)) throw new TypeError('Invalid Date');
   return ms;
@@ -287,7 +336,7 @@ function toMsOrNull(date: Date | null): number | null {
  * string unless the pool parses it (ours does, see postgres.ts): both are accepted, and anything
  * that is not an exact integer fails loudly instead of becoming an Invalid Date.
  */
-function fromMs(value: number | string): Date {
+export function fromMs(value: number | string): Date {
   const ms = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
   if (typeof ms !== 'number' || !Number.isSafeInteger(ms)) throw new TypeError(`Not a millisecond timestamp: ${JSON.stringify(value)}`);
   return new Date(ms);
@@ -298,7 +347,7 @@ function fromMsOrNull(value: number | string | null): Date | null {
 }
 
 /** A JSON column: text on both dialects today; a `jsonb` column would arrive already parsed. */
-function fromJson<T>(value: unknown): T {
+export function fromJson<T>(value: unknown): T {
   return (typeof value === 'string' ? JSON.parse(value) : value) as T;
 }
 
@@ -313,6 +362,8 @@ function toRow(g: Generation): Insertable<GenerationsTable> {
     aspect_ratio: g.aspectRatio,
     count: g.count,
     palette_size: g.paletteSize,
+    reference_ids: JSON.stringify(g.references),
+    palette_hint: g.paletteHint ? 1 : 0,
     created_at: toMs(g.createdAt),
     started_at: toMsOrNull(g.startedAt),
     completed_at: toMsOrNull(g.completedAt),
@@ -356,6 +407,8 @@ function fromRow(row: GenerationRow): Generation {
     aspectRatio: row.aspect_ratio,
     count: row.count,
     paletteSize: row.palette_size,
+    references: fromJson<string[]>(row.reference_ids ?? '[]'),
+    paletteHint: Number(row.palette_hint ?? 0) === 1,
     createdAt: fromMs(row.created_at),
     startedAt: fromMsOrNull(row.started_at),
     completedAt: fromMsOrNull(row.completed_at),

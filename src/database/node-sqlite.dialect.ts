@@ -199,16 +199,28 @@ class LockWaitDriver implements Driver {
     (connection as Lease).release();
   }
 
-  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    return this.inner.beginTransaction(connection, settings);
+  /**
+   * `BEGIN IMMEDIATE`, not Kysely's plain `BEGIN`: the transaction takes the write lock at its start,
+   * through the same asynchronous lock wait as a single statement (it is not yet a transaction, so
+   * `execute` may retry it). A deferred `BEGIN` would take the lock at its first write, inside the
+   * transaction, where a locked database fails at once.
+   */
+  async beginTransaction(connection: DatabaseConnection, _settings: TransactionSettings): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   commitTransaction(connection: DatabaseConnection): Promise<void> {
     return this.inner.commitTransaction(connection);
   }
 
-  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.inner.rollbackTransaction(connection);
+  /**
+   * Skipped when SQLite has already rolled the transaction back itself, as it does on some errors
+   * (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM…): a ROLLBACK would then fail ("no transaction is
+   * active") and hide the typed error that ended the transaction.
+   */
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (!this.db.isTransaction) return;
+    await this.inner.rollbackTransaction(connection);
   }
 
   async savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {

@@ -9,6 +9,7 @@ import { withSpan } from '../telemetry/tracing';
 import { GEMINI_CLIENT_FACTORY, GeminiClient, GeminiClientFactory, GeminiEndpoint } from './gemini.client';
 import { classifyGeminiError, GeminiError } from './gemini.errors';
 import { GEMINI_QUOTA, GeminiQuota } from './gemini-quota';
+import { geminiServerAttributes } from './gemini-server-attributes';
 
 export interface GenerateImageRequest {
   prompt: string;
@@ -244,6 +245,7 @@ export class GeminiService implements OnModuleInit {
       'gen_ai.provider.name': 'gcp.gemini',
       'gen_ai.request.model': model,
       'gen_ai.output.type': 'image',
+      ...geminiServerAttributes(this.endpoint?.baseUrl),
     };
     return withSpan(
       `generate_content ${model}`,

@@ -63,7 +63,7 @@ export class GenerationsController {
   @ApiErrors(
     PROTECTED_ROUTE_ERRORS,
     JSON_BODY_ERRORS,
-    { 429: ['QUEUE_FULL', 'TOO_MANY_ACTIVE_GENERATIONS'], 503: ['SHUTTING_DOWN', 'QUEUE_UNAVAILABLE'] },
+    { 400: ['UNKNOWN_REFERENCE'], 429: ['QUEUE_FULL', 'TOO_MANY_ACTIVE_GENERATIONS'], 503: ['SHUTTING_DOWN', 'QUEUE_UNAVAILABLE', 'OVERLOADED'] },
     DATABASE_ERRORS,
   )
   async create(
@@ -78,6 +78,8 @@ export class GenerationsController {
         aspectRatio: body.aspectRatio ?? '1:1',
         count: body.count ?? 1,
         paletteSize: body.paletteSize ?? 5,
+        references: body.references ?? [],
+        paletteHint: body.paletteHint ?? false,
       },
       principal,
     );

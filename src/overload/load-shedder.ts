@@ -1,4 +1,4 @@
-import { HttpStatus, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { HttpStatus, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { AppError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
@@ -19,7 +19,7 @@ export type SheddableWork = 'generation' | 'upload';
  * mark when shedding starts and stops.
  */
 @Injectable()
-export class LoadShedder implements OnModuleInit, OnModuleDestroy {
+export class LoadShedder implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(LoadShedder.name);
   private readonly policy: SheddingPolicy;
   private readonly delay = monitorEventLoopDelay({ resolution: 10 });
@@ -46,9 +46,14 @@ export class LoadShedder implements OnModuleInit, OnModuleDestroy {
     metrics.gauge('overload.shedding', 'Whether this instance refuses new work because it is saturated (1) or not (0)', () => (this.shedding ? 1 : 0), '1');
   }
 
-  onModuleInit(): void {
+  /**
+   * Measures from the end of start-up on: loading and wiring the app keeps the event loop busy for a
+   * moment, which is not saturation, and the first period starts clean.
+   */
+  onApplicationBootstrap(): void {
     if (!this.config.overload.enabled || this.config.overload.sampleMs === 0) return;
     this.delay.enable();
+    this.sample();
     this.timer = setInterval(() => this.evaluate(this.sample()), this.config.overload.sampleMs);
     this.timer.unref();
   }

@@ -2,11 +2,11 @@ import { Body, Controller, HttpCode, HttpStatus, Logger, Post, UseInterceptors }
 import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { AppError } from '../common/app-error';
 import { ApiErrors, PROTECTED_ROUTE_ERRORS } from '../common/api-errors';
-import { PaletteError } from '../palette/palette.errors';
 import { PaletteService } from '../palette/palette.service';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from '../palette/palette.types';
 import { clientClosedRequest, ImageUploadInterceptor, UploadedImage } from '../uploads/image-upload.interceptor';
 import { CreatePaletteDto, DEFAULT_PALETTE_SIZE } from './dto/create-palette.dto';
+import { paletteAppError } from './palette-app-error';
 import { PaletteResponseDto } from './dto/palette-response.dto';
 
 @ApiTags('palettes')
@@ -44,7 +44,7 @@ export class PalettesController {
     413: ['PAYLOAD_TOO_LARGE', 'IMAGE_TOO_LARGE'],
     415: ['UNSUPPORTED_IMAGE', 'UNSUPPORTED_MEDIA_TYPE'],
     500: ['PALETTE_ERROR'],
-    503: ['UPLOADS_BUSY', 'PALETTE_BUSY', 'PALETTE_TIMEOUT'],
+    503: ['OVERLOADED', 'UPLOADS_BUSY', 'PALETTE_BUSY', 'PALETTE_TIMEOUT'],
   })
   async create(@UploadedImage() image: UploadedImage | undefined, @Body() body: CreatePaletteDto): Promise<PaletteResponseDto> {
     if (!image || image.size === 0) {
@@ -62,20 +62,6 @@ export class PalettesController {
   }
 
   private toAppError(error: unknown): unknown {
-    if (!(error instanceof PaletteError)) return error;
-    switch (error.code) {
-      case 'UNSUPPORTED_IMAGE':
-        return new AppError(HttpStatus.UNSUPPORTED_MEDIA_TYPE, error.code, error.message);
-      case 'IMAGE_TOO_LARGE':
-        return new AppError(HttpStatus.PAYLOAD_TOO_LARGE, error.code, error.message);
-      case 'PALETTE_BUSY':
-      case 'PALETTE_TIMEOUT':
-        return new AppError(HttpStatus.SERVICE_UNAVAILABLE, error.code, error.message, {
-          'Retry-After': String(this.palette.retryAfterSeconds()),
-        });
-      case 'PALETTE_ERROR':
-        this.logger.error(error.message);
-        return new AppError(HttpStatus.INTERNAL_SERVER_ERROR, error.code, 'The palette could not be extracted');
-    }
+    return paletteAppError(error, this.palette, this.logger);
   }
 }

@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Span, SpanStatusCode } from '@opentelemetry/api';
 import { sleep } from '../common/sleep';
 import { Generation, GenerationError, GenerationErrorCode, GenerationStage, isFinal } from '../common/generation.model';
 import { DatabaseUnavailableError } from '../database/database.errors';
@@ -13,6 +14,7 @@ import { AppMetrics } from '../telemetry/app-metrics';
 import { runStage } from '../telemetry/stage';
 import { withSpan } from '../telemetry/tracing';
 import { PendingFinalWrites } from './final-writes';
+import { promptWithPaletteHint, ReferenceImages } from './reference-images';
 import { finalPatch } from './final-state';
 import { GenerationEvents } from './generation-events';
 import { AbortReason, ImageJob, JobContext, JobQueue } from './job-queue';
@@ -53,6 +55,15 @@ const PALETTE_ERROR_MESSAGES: Record<PaletteErrorCode, string> = {
   PALETTE_TIMEOUT: 'Colour extraction took too long; the image was dropped',
   PALETTE_ERROR: 'The colours of the image could not be extracted',
 };
+
+/**
+ * A failed image's `pipeline.image` span: `error.type`, and status ERROR so that the trace shows the
+ * failure; not for a cancel, which is the client's decision rather than a fault.
+ */
+function markFailed(span: Span, error: GenerationError): void {
+  span.setAttribute('error.type', error.code);
+  if (error.code !== 'CANCELED') span.setStatus({ code: SpanStatusCode.ERROR, message: error.code });
+}
 
 /** The job stopped because its worker hands it back to the queue (SIGTERM); another worker finishes it. */
 export class JobHandedBack extends Error {
@@ -96,6 +107,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
     private readonly events: GenerationEvents,
     private readonly metrics: AppMetrics,
     private readonly finalWrites: PendingFinalWrites,
+    private readonly references: ReferenceImages,
     @Inject(JobQueue) private readonly queue: JobQueue,
   ) {}
 
@@ -122,6 +134,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
         return undefined;
       });
       if (generation === undefined) {
+        markFailed(span, DATABASE_DOWN_ERROR);
         context.started();
         return;
       }
@@ -141,7 +154,7 @@ export class GenerationRunner implements OnApplicationBootstrap {
         : (await this.withDatabaseRetries(() => this.repository.imagesOf(generation.id))).find((r) => r.index === job.index);
       const progress: Progress = { latest: generation, started: false };
       const record = recorded ?? (await this.runImage(generation, job, context, progress));
-      if (record.error) span.setAttribute('error.type', record.error.code);
+      if (record.error) markFailed(span, record.error);
       if (context.signal.reason === 'CANCELED') return;
       // A one-image generation that this job started: its record is the only one, and the row
       // markRunning returned is current, so finalizing needs no read back.
@@ -254,13 +267,17 @@ export class GenerationRunner implements OnApplicationBootstrap {
     try {
       // The gemini stage is measured from the moment the call holds its quota slot: the wait before
       // that is queue time, in `timings.queueMs` and the `queue` stage.
+      // The references go to Gemini beside the prompt (and their palettes into it, with paletteHint).
+      const references = await this.references.load(generation);
+      const images = await Promise.all(references.map((r) => this.references.forModel(r)));
+      const prompt = generation.paletteHint ? promptWithPaletteHint(generation.prompt, references) : generation.prompt;
       const gemini = await runStage(
         this.metrics,
         'gemini',
         attrs,
         () =>
           this.gemini.generateImage(
-            { prompt: generation.prompt, aspectRatio: generation.aspectRatio },
+            { prompt, aspectRatio: generation.aspectRatio, images },
             {
               signal,
               client: job.client,
@@ -370,7 +387,15 @@ export class GenerationRunner implements OnApplicationBootstrap {
       const why = signal.reason === 'INTERRUPTED' ? 'INTERRUPTED' : 'CANCELED';
       return { code: why, message: ABORT_MESSAGES[why] };
     }
-    if (error instanceof GeminiError) return { code: error.code as GenerationErrorCode, message: error.message };
+    if (error instanceof GeminiError) {
+      // The call's final failure (retries done, or not retryable), or a blocked prompt: the record
+      // says it to the client; this says it to the operator (the prompt itself is never logged).
+      const attempts = error.attempts ? ` after ${error.attempts} attempt${error.attempts > 1 ? 's' : ''}` : '';
+      const line = `${where} failed${attempts}: ${error.code}: ${error.message}`;
+      if (error.code === 'GEMINI_BLOCKED' || error.code === 'GEMINI_NO_IMAGE') this.logger.warn(line);
+      else this.logger.error(line);
+      return { code: error.code as GenerationErrorCode, message: error.message };
+    }
     const code = (error as { code?: unknown })?.code;
     const detail = reason(error);
     if (error instanceof StorageError) {

@@ -16,6 +16,7 @@ import { JobQueue } from './job-queue';
 import { LostJobReconciler } from './lost-job-reconciler';
 import { OrphanSweep } from './orphan-sweep';
 import { PipelineService } from './pipeline.service';
+import { ReferenceImages } from './reference-images';
 import { RedisGenerationEvents } from './redis-generation-events';
 
 /** Closes the queue and the events (their Redis subscriptions) after the pipeline has drained. */
@@ -62,7 +63,7 @@ export class PipelineModule {
     return {
       module: PipelineModule,
       imports: [StorageModule, PaletteModule, OverloadModule, ...(worker ? [GeminiModule] : [])],
-      providers: [...ports, PipelineService, PendingFinalWrites, OrphanSweep, ...(worker ? [GenerationRunner, LostJobReconciler] : [])],
+      providers: [...ports, PipelineService, PendingFinalWrites, OrphanSweep, ...(worker ? [GenerationRunner, LostJobReconciler, ReferenceImages] : [])],
       exports: [PipelineService, GenerationEvents, JobQueue, StorageModule, PaletteModule],
     };
   }

@@ -5,6 +5,7 @@ import { newGenerationId } from '../common/ids';
 import type { Principal } from '../common/principal';
 import { AppConfig } from '../config/app-config';
 import { GenerationNotFoundError, GenerationsRepository, Owner } from '../database/generations.repository';
+import { ReferencesRepository } from '../database/references.repository';
 import { PaletteService } from '../palette/palette.service';
 import { LoadShedder } from '../overload/load-shedder';
 import { AppMetrics } from '../telemetry/app-metrics';
@@ -31,6 +32,7 @@ export class PipelineService {
   constructor(
     private readonly config: AppConfig,
     private readonly repository: GenerationsRepository,
+    private readonly references: ReferencesRepository,
     private readonly palette: PaletteService,
     private readonly events: GenerationEvents,
     @Inject(JobQueue) private readonly queue: JobQueue,
@@ -60,6 +62,7 @@ export class PipelineService {
     this.shedder.assertAccepting('generation');
     this.admitting += request.count;
     try {
+      await this.checkReferences(request, principal.owner);
       await this.checkRoom();
       const generation = newQueuedGeneration(newGenerationId(), this.config.gemini.model, request, { owner: principal.owner });
       const maxActive = this.config.fairness.maxActivePerClient;
@@ -124,6 +127,20 @@ export class PipelineService {
   async drain(drainMs = this.config.pipeline.drainMs): Promise<{ finished: number; aborted: number }> {
     this.accepting = false;
     return this.queue.drain(drainMs);
+  }
+
+  /** Every reference must be one of the owner's (unknown and foreign ids alike: 400). */
+  private async checkReferences(request: GenerationRequest, owner: Owner): Promise<void> {
+    const ids = [...new Set(request.references ?? [])];
+    if (request.paletteHint && ids.length === 0) {
+      throw new AppError(HttpStatus.BAD_REQUEST, 'VALIDATION_FAILED', 'paletteHint needs references: it appends their palettes to the prompt');
+    }
+    if (ids.length === 0) return;
+    const found = new Set((await this.references.findOwned(ids, owner)).map((r) => r.id));
+    const missing = ids.filter((id) => !found.has(id));
+    if (missing.length > 0) {
+      throw new AppError(HttpStatus.BAD_REQUEST, 'UNKNOWN_REFERENCE', `No reference with id ${missing.join(', ')} in your library`);
+    }
   }
 
   private async checkRoom(): Promise<void> {

@@ -39,6 +39,17 @@ export function generationImagePrefix(generationId: string, createdAt: Date): st
 }
 
 /**
+ * `references/YYYY/MM/DD/<referenceId>.<ext>`, dated in UTC: one object per reference image, apart
+ * from generation images (the start-up sweep of generations never lists it).
+ */
+export function referenceImageKey(referenceId: string, mimeType: string, createdAt: Date): string {
+  if (!ID_PATTERN.test(referenceId)) throw new StorageError('INVALID_KEY', 'reference id must match [A-Za-z0-9_-]{1,128}');
+  if (Number.isNaN(createdAt.getTime())) throw new StorageError('INVALID_KEY', 'createdAt is not a valid date');
+  const [yyyy, mm, dd] = createdAt.toISOString().slice(0, 10).split('-');
+  return `references/${yyyy}/${mm}/${dd}/${referenceId}.${extensionFor(mimeType)}`;
+}
+
+/**
  * Where readiness writes (and at once deletes) its small probe object: beside the images, so a
  * read-only or full image folder shows. No generation prefix can start like this.
  */

@@ -4,7 +4,7 @@ import { CachedProbe } from '../common/cached-probe';
 import { AppConfig } from '../config/app-config';
 import { AppMetrics } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
-import { assertValidKey, extensionFor, generationImagePrefix, PROBE_KEY_PREFIX } from './storage-keys';
+import { assertValidKey, extensionFor, generationImagePrefix, PROBE_KEY_PREFIX, referenceImageKey } from './storage-keys';
 import { STORAGE_DRIVER, type StorageDriver, type StoredObject } from './storage.driver';
 import { StorageError } from './storage.errors';
 
@@ -63,6 +63,11 @@ export class StorageService {
   keyFor(generationId: string, index: number, mimeType: string, createdAt: Date): string {
     if (!Number.isInteger(index) || index < 0) throw new StorageError('INVALID_KEY', `image index must be a non-negative integer, got ${index}`);
     return `${generationImagePrefix(generationId, createdAt)}${index}.${extensionFor(mimeType)}`;
+  }
+
+  /** `references/YYYY/MM/DD/<referenceId>.<ext>`, dated in UTC like generation images. */
+  referenceKeyFor(referenceId: string, mimeType: string, createdAt: Date): string {
+    return referenceImageKey(referenceId, mimeType, createdAt);
   }
 
   /** `opts.signal` aborts the upload (S3): cancel and shutdown must not wait for a stalled store. */

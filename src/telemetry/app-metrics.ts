@@ -54,6 +54,14 @@ export class AppMetrics {
     description: 'Generations that reached a final status',
   });
 
+  private readonly searchDuration = this.histogram('search.duration', 's', 'Duration of one search (GET /api/v1/search), by mode');
+  private readonly searchCandidates = this.meter.createHistogram('search.candidates', {
+    unit: '{item}',
+    description: 'Items one search ranked exactly (text and colour candidates together)',
+    advice: { explicitBucketBoundaries: [0, 10, 50, 100, 250, 500, 1000, 2500, 5000] },
+  });
+  private readonly referenceStage = this.histogram('reference.stage.duration', 's', 'Duration of one stage of a reference upload or delete');
+
   constructor() {
     // Counters of rare events start at 0: a counter nobody added to is not exported at all, and a
     // dashboard or alert could not tell "none yet" from "this instance is not reporting".
@@ -115,6 +123,17 @@ export class AppMetrics {
 
   recordPaletteTask(outcome: Outcome, seconds: number): void {
     this.paletteTask.record(seconds, { outcome });
+  }
+
+  /** `mode`: text, color, similar or hybrid. */
+  recordSearch(mode: string, outcome: Outcome, seconds: number, candidates: number): void {
+    this.searchDuration.record(seconds, { 'search.mode': mode, outcome });
+    if (outcome === 'ok') this.searchCandidates.record(candidates, { 'search.mode': mode });
+  }
+
+  /** `stage`: palette, store, record (upload) or delete. */
+  recordReferenceStage(stage: string, outcome: Outcome, seconds: number): void {
+    this.referenceStage.record(seconds, { stage, outcome });
   }
 
   recordGenerationFinished(status: string, errorCode?: string): void {

@@ -8,10 +8,21 @@ export interface RoutedRequest {
   route?: { path?: unknown };
 }
 
-/** Express's matched route path (a template like `/api/v1/generations/:id`), mount path included. */
+/**
+ * A route path that matches every path: `{/*splat}`, `*path`, `/{*rest}`… Express leaves such a
+ * "route" on requests that no handler matched: nestjs-pino's middleware is mounted on `{/*splat}`
+ * (and Nest's 404 handler under a prefix on `*path`), and `req.route` keeps the last route layer
+ * that ran. It names no route of the API.
+ */
+const WILDCARD_ONLY = /^\{?\/?\{?\*\w*\}?\}?$/;
+
+/**
+ * Express's matched route path (a template like `/api/v1/generations/:id`), mount path included;
+ * undefined when no route of the API matched (the HTTP semantic conventions then omit `http.route`).
+ */
 export function routeTemplate(request: RoutedRequest | undefined): string | undefined {
   const path = request?.route?.path;
-  if (typeof path !== 'string') return undefined;
+  if (typeof path !== 'string' || WILDCARD_ONLY.test(path)) return undefined;
   return `${request?.baseUrl ?? ''}${path}` || '/';
 }
 

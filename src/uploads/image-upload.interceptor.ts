@@ -28,8 +28,8 @@ export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
  * plus this cannot hold an acceptable upload: refused before a byte of it is read.
  */
 export const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
-/** Text fields: a few short ones (a palette size, a title, tags). */
-const LIMITS = { fileSize: MAX_IMAGE_BYTES, files: 1, fields: 8, fieldSize: 1024, parts: 9 };
+/** Text fields: a few short ones (a palette size; a title ≤ 200 and 20 tags, in UTF-8). */
+const LIMITS = { fileSize: MAX_IMAGE_BYTES, files: 1, fields: 8, fieldSize: 4096, parts: 9 };
 
 /** HTTP status nginx made the convention for "the client closed the request"; only logs and metrics see it. */
 export const CLIENT_CLOSED_REQUEST = 499;

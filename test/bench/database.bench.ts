@@ -49,6 +49,8 @@ function generation(i: number, createdAt: number): Generation {
     ],
     usage: { inputTokens: 14, outputTokens: 1290 },
     error: null,
+    references: [],
+    paletteHint: false,
   };
 }
 

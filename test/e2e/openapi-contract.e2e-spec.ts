@@ -513,8 +513,12 @@ describe('The OpenAPI document against real answers (e2e)', () => {
       expect(invalid).toEqual([]);
     });
 
-    it('counts, sizes, indexes, pixels, bytes, tokens and milliseconds are integers; only proportions are numbers', () => {
-      expect(numberSchemas(document).map(decodeURIComponent)).toEqual(['#/components/schemas/PaletteColorDto/properties/proportion']);
+    it('counts, sizes, indexes, pixels, bytes, tokens and milliseconds are integers; only proportions, distances and scores are numbers', () => {
+      expect(numberSchemas(document).map(decodeURIComponent).sort()).toEqual([
+        '#/components/schemas/PaletteColorDto/properties/proportion',
+        '#/components/schemas/SearchColorDto/properties/distance',
+        '#/components/schemas/SearchItemDto/properties/score',
+      ]);
     });
 
     it('lists every error code the source answers with', () => {

@@ -5,7 +5,8 @@ import { startService } from '../support/service-process';
  * GEMINI_API_KEY nor GEMINI_BASE_URL is set and passes it to the app as GEMINI_BASE_URL; the app
  * itself holds no test tooling. Production refuses that default. The BUILT service, as a process.
  */
-const BASE_ENV = { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0', PALETTE_WORKERS: '1', NODE_ENV: undefined };
+// NODE_ENV unset, as `npm start` runs; load shedding off, since a busy test machine is not what this test is about.
+const BASE_ENV = { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0', PALETTE_WORKERS: '1', NODE_ENV: undefined, OVERLOAD_SHEDDING: 'false' };
 
 describe('npm start without GEMINI_API_KEY (integration)', () => {
   it('starts the bundled emulator on 127.0.0.1, says so loudly, serves its images, and exits cleanly at SIGTERM', async () => {

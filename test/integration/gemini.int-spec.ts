@@ -147,7 +147,8 @@ describe('timeouts and cancellation abort the HTTP request', () => {
 
     expect(error).toMatchObject({ code: 'GEMINI_TIMEOUT', attempts: 1 });
     expect(elapsed).toBeGreaterThanOrEqual(590);
-    expect(elapsed).toBeLessThan(600 + 2_000);
+    // Generous: only shows the 600 ms timeout fired, not the default.
+    expect(elapsed).toBeLessThan(600 + 10_000);
     await until(() => emulator.stats().clientAborts === 1, 'the emulator to see the connection closed');
     expect(emulator.stats().inFlight).toBe(0);
     expect(service.inFlight).toBe(0);

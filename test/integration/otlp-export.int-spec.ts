@@ -118,6 +118,8 @@ describe('OTLP export', () => {
     const route = latest('http.server.request.duration').points.find((p) => p.attributes['http.route'] === '/api/v1/generations');
     expect(route?.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 201 });
     expect(latest('pipeline.stage.duration').resource['service.name']).toBe('his-otlp-test');
+    // No OTEL_EXPORTER_OTLP_PROTOCOL: the specification's default encoding, protobuf, for both signals.
+    expect(new Set(receiver.exports().map((e) => `${e.signal} ${e.encoding}`))).toEqual(new Set(['traces protobuf', 'metrics protobuf']));
   });
 
   it('writes JSON logs whose trace ids lead to the exported trace', async () => {

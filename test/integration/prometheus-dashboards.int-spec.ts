@@ -89,8 +89,9 @@ describe('Grafana dashboards and alert rules against a real Prometheus', () => {
     // Fails (never skips) with the install hint when Prometheus is missing.
     prometheusBinary();
     service = await startService({
-      // Short enough that `[emulator:hang]` becomes a GEMINI_TIMEOUT within the test.
-      GEMINI_TIMEOUT_MS: '1500',
+      // `[emulator:hang]` becomes a GEMINI_TIMEOUT within the test; long enough that a busy machine
+      // cannot time out the calls that should succeed.
+      GEMINI_TIMEOUT_MS: '5000',
       GEMINI_MAX_RETRIES: '0',
       PALETTE_WORKERS: '1',
       LOG_LEVEL: 'warn',

@@ -177,7 +177,8 @@ describe('Storage faults: an S3 endpoint that accepts connections and never answ
     expect(res.body.details.storage).toEqual({ status: 'down', driver: 's3', message: expect.stringContaining('timed out after 2000 ms') });
     // Bounded by the check's own 2 s timeout (plus scheduling slack), not by the S3 client's 30 s.
     expect(elapsed).toBeGreaterThanOrEqual(1900);
-    expect(elapsed).toBeLessThan(2000 + 1500);
+    // Generous: only shows the storage check's bound fired, not a default of minutes.
+    expect(elapsed).toBeLessThan(2000 + 10_000);
   });
 
   it('a generation stuck uploading can be canceled: the upload is aborted, the record says canceled', async () => {

@@ -1,5 +1,6 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
+import { decodeMetrics, decodeTraces } from './otlp-proto';
 
 /** An OTLP attribute value as JSON-encoded OTLP carries it. */
 interface AnyValue {
@@ -47,15 +48,43 @@ export interface ReceivedMetric {
   points: ReceivedMetricPoint[];
 }
 
+export type OtlpSignal = 'traces' | 'metrics' | 'logs';
+export type OtlpEncoding = 'protobuf' | 'json';
+
+/** One export request, as it arrived. */
+export interface ReceivedExport {
+  path: string;
+  signal: OtlpSignal;
+  encoding: OtlpEncoding;
+  /** Spans or metrics it carried (0 when it was refused). */
+  items: number;
+  /** What the receiver answered. */
+  status: number;
+}
+
+export interface OtlpReceiverOptions {
+  /** Status every export is answered with (default 200), e.g. 401 or 404: nothing is kept then. */
+  status?: number;
+  /** Paths for each signal (default `/v1/traces`, `/v1/metrics`, `/v1/logs`, the base endpoint's). */
+  paths?: Partial<Record<OtlpSignal, string>>;
+}
+
 export interface OtlpReceiver {
   /** Base URL to put into OTEL_EXPORTER_OTLP_ENDPOINT. */
   readonly endpoint: string;
+  /** Full URL of a signal's path: for OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / _METRICS_ENDPOINT. */
+  url(signal: OtlpSignal): string;
   spans(): ReceivedSpan[];
   /** Every metric export received, flattened (the same metric appears once per export). */
   metrics(): ReceivedMetric[];
   metricNames(): Set<string>;
   /** Requests per path, e.g. `/v1/traces`. */
   requests(): Record<string, number>;
+  /** Every export request of a known signal, oldest first. */
+  exports(): ReceivedExport[];
+  /** Trace exports are answered only at `release()` from now on (an exporter that waits on its backend). */
+  holdTraces(): void;
+  release(): void;
   /** Polls until `predicate` holds; rejects with `describe()` after `timeoutMs`. */
   waitFor(predicate: () => boolean, timeoutMs: number, describe: () => string): Promise<void>;
   close(): Promise<void>;
@@ -75,10 +104,10 @@ function toAttributes(list: KeyValue[] | undefined): Attributes {
   return Object.fromEntries((list ?? []).map((kv) => [kv.key, toValue(kv.value)]));
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 interface ExportTraceRequest {
@@ -121,87 +150,131 @@ interface ExportMetricsRequest {
 }
 
 /**
- * A minimal OTLP/HTTP receiver on 127.0.0.1 for tests: accepts JSON-encoded (`application/json`)
- * exports on /v1/traces, /v1/metrics and /v1/logs, answers 200 with an empty partial-success
- * body, and keeps what it got. Protobuf bodies get 415, so a wrong exporter shows up as a
- * failure rather than as silently missing data.
+ * A minimal OTLP/HTTP receiver on 127.0.0.1 for tests: takes exports in either encoding the
+ * specification defines for OTLP/HTTP, protobuf (`application/x-protobuf`, decoded with the OTLP
+ * schema: see otlp-proto.ts) and JSON (`application/json`), on /v1/traces, /v1/metrics and /v1/logs
+ * (or the paths given), answers 200 with an empty partial-success body in the request's encoding
+ * (or `options.status`), and keeps what it got. Any other content type gets 415, so an exporter
+ * sending something else shows up as a failure rather than as silently missing data.
  */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+export async function startOtlpReceiver(options: OtlpReceiverOptions = {}): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const metrics: ReceivedMetric[] = [];
   const requests: Record<string, number> = {};
+  const exports: ReceivedExport[] = [];
+  const paths: Record<OtlpSignal, string> = { traces: '/v1/traces', metrics: '/v1/metrics', logs: '/v1/logs', ...options.paths };
+  const status = options.status ?? 200;
+  let held: Promise<void> | undefined;
+  let releaseHeld = () => {};
+
+  const keepTraces = (payload: ExportTraceRequest): number => {
+    let count = 0;
+    for (const rs of payload.resourceSpans ?? []) {
+      const resource = toAttributes(rs.resource?.attributes);
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          count++;
+          spans.push({
+            traceId: s.traceId,
+            spanId: s.spanId,
+            parentSpanId: s.parentSpanId ?? '',
+            name: s.name,
+            kind: s.kind,
+            attributes: toAttributes(s.attributes),
+            status: s.status ?? {},
+            scope: ss.scope?.name ?? '',
+            resource,
+            durationMs: (Number(s.endTimeUnixNano) - Number(s.startTimeUnixNano)) / 1e6,
+          });
+        }
+      }
+    }
+    return count;
+  };
+  const keepMetrics = (payload: ExportMetricsRequest): number => {
+    let count = 0;
+    for (const rm of payload.resourceMetrics ?? []) {
+      const resource = toAttributes(rm.resource?.attributes);
+      for (const sm of rm.scopeMetrics ?? []) {
+        for (const m of sm.metrics ?? []) {
+          const type = (['histogram', 'sum', 'gauge', 'exponentialHistogram', 'summary'] as const).find((t) => m[t]);
+          if (!type) continue;
+          count++;
+          metrics.push({
+            name: m.name,
+            unit: m.unit ?? '',
+            type,
+            scope: sm.scope?.name ?? '',
+            resource,
+            points: (m[type]?.dataPoints ?? []).map((p) => ({
+              attributes: toAttributes(p.attributes),
+              value: Number(p.asDouble ?? p.asInt ?? p.count ?? NaN),
+              ...(p.sum !== undefined ? { sum: p.sum } : {}),
+            })),
+          });
+        }
+      }
+    }
+    return count;
+  };
 
   const server: Server = createServer((req, res) => {
     void (async () => {
       const path = (req.url ?? '').split('?')[0];
       requests[path] = (requests[path] ?? 0) + 1;
       const body = await readBody(req);
-      if (req.method !== 'POST' || !['/v1/traces', '/v1/metrics', '/v1/logs'].includes(path)) {
+      const signal = (Object.keys(paths) as OtlpSignal[]).find((k) => paths[k] === path);
+      if (req.method !== 'POST' || !signal) {
         res.writeHead(404).end();
         return;
       }
-      if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-        res.writeHead(415, { 'content-type': 'text/plain' }).end('this test receiver accepts OTLP/JSON only');
+      const contentType = req.headers['content-type'] ?? '';
+      const encoding: OtlpEncoding | undefined = contentType.startsWith('application/x-protobuf')
+        ? 'protobuf'
+        : contentType.startsWith('application/json')
+          ? 'json'
+          : undefined;
+      if (!encoding) {
+        res.writeHead(415, { 'content-type': 'text/plain' }).end('this test receiver accepts OTLP/HTTP protobuf or JSON only');
         return;
       }
-      const payload = JSON.parse(body) as ExportTraceRequest & ExportMetricsRequest;
-      if (path === '/v1/traces') {
-        for (const rs of payload.resourceSpans ?? []) {
-          const resource = toAttributes(rs.resource?.attributes);
-          for (const ss of rs.scopeSpans ?? []) {
-            for (const s of ss.spans ?? []) {
-              spans.push({
-                traceId: s.traceId,
-                spanId: s.spanId,
-                parentSpanId: s.parentSpanId ?? '',
-                name: s.name,
-                kind: s.kind,
-                attributes: toAttributes(s.attributes),
-                status: s.status ?? {},
-                scope: ss.scope?.name ?? '',
-                resource,
-                durationMs: (Number(s.endTimeUnixNano) - Number(s.startTimeUnixNano)) / 1e6,
-              });
-            }
-          }
-        }
-      } else if (path === '/v1/metrics') {
-        for (const rm of payload.resourceMetrics ?? []) {
-          const resource = toAttributes(rm.resource?.attributes);
-          for (const sm of rm.scopeMetrics ?? []) {
-            for (const m of sm.metrics ?? []) {
-              const type = (['histogram', 'sum', 'gauge', 'exponentialHistogram', 'summary'] as const).find((t) => m[t]);
-              if (!type) continue;
-              metrics.push({
-                name: m.name,
-                unit: m.unit ?? '',
-                type,
-                scope: sm.scope?.name ?? '',
-                resource,
-                points: (m[type]?.dataPoints ?? []).map((p) => ({
-                  attributes: toAttributes(p.attributes),
-                  value: Number(p.asDouble ?? p.asInt ?? p.count ?? NaN),
-                  ...(p.sum !== undefined ? { sum: p.sum } : {}),
-                })),
-              });
-            }
-          }
+      if (signal === 'traces' && held) await held;
+      let items = 0;
+      if (status === 200) {
+        if (signal === 'traces') {
+          items = keepTraces((encoding === 'json' ? JSON.parse(body.toString('utf8')) : decodeTraces(body)) as ExportTraceRequest);
+        } else if (signal === 'metrics') {
+          items = keepMetrics((encoding === 'json' ? JSON.parse(body.toString('utf8')) : decodeMetrics(body)) as ExportMetricsRequest);
         }
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      exports.push({ path, signal, encoding, items, status });
+      if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end(`test receiver answers ${status}`);
+      // An empty Export*ServiceResponse: no bytes in protobuf, `{}` in JSON.
+      else if (encoding === 'protobuf') res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     })().catch((error: unknown) => {
       res.writeHead(400, { 'content-type': 'text/plain' }).end(String(error));
     });
   });
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint,
+    url: (signal) => `${endpoint}${paths[signal]}`,
     spans: () => [...spans],
     metrics: () => [...metrics],
     metricNames: () => new Set(metrics.map((m) => m.name)),
     requests: () => ({ ...requests }),
+    exports: () => [...exports],
+    holdTraces: () => {
+      held ??= new Promise<void>((done) => (releaseHeld = done));
+    },
+    release: () => {
+      held = undefined;
+      releaseHeld();
+    },
     waitFor: async (predicate, timeoutMs, describe) => {
       const deadline = Date.now() + timeoutMs;
       while (!predicate()) {
@@ -209,6 +282,12 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    close: () => new Promise<void>((done) => server.close(() => done())),
+    close: () => {
+      held = undefined;
+      releaseHeld();
+      const closed = new Promise<void>((done) => server.close(() => done()));
+      server.closeIdleConnections();
+      return closed;
+    },
   };
 }

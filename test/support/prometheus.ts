@@ -25,6 +25,17 @@ export function prometheusBinary(): string {
   }
 }
 
+/** `promtool`, from the same place as `prometheusBinary()` (the Debian package ships both). Throws, never skips. */
+export function promtoolBinary(): string {
+  const local = join(ROOT, '.tools', 'prometheus', 'usr', 'bin', 'promtool');
+  if (existsSync(local)) return local;
+  try {
+    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('promtool not found (neither .tools/prometheus/usr/bin/promtool nor on PATH): run `bash scripts/install-prometheus.sh` first');
+  }
+}
+
 /** One `metric_relabel_configs` entry (Prometheus's snake_case field names). */
 export interface RelabelConfig {
   source_labels?: string[];

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
-import { ASPECT_RATIOS, AspectRatio } from '../../common/generation.model';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { ASPECT_RATIOS, AspectRatio, MAX_GENERATION_REFERENCES } from '../../common/generation.model';
 import { IsWellFormed } from '../../common/is-well-formed';
 
 /** Any C0/C1 control character except tab, line feed and carriage return. */
@@ -34,4 +34,23 @@ export class CreateGenerationDto {
   @Min(1)
   @Max(12)
   paletteSize?: number;
+
+  @ApiPropertyOptional({
+    type: [String],
+    maxItems: MAX_GENERATION_REFERENCES,
+    uniqueItems: true,
+    description: 'Ids of your references: their images go to Gemini beside the prompt, in this order',
+  })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(MAX_GENERATION_REFERENCES)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { each: true, message: 'each reference must be a reference id' })
+  references?: string[];
+
+  @ApiPropertyOptional({ type: 'boolean', default: false, description: "Append the references' palettes to the prompt as hex codes" })
+  @IsOptional()
+  @IsBoolean()
+  paletteHint?: boolean;
 }

@@ -72,6 +72,8 @@ export class GenerationDto {
   @ApiProperty({ type: [GenerationImageDto], description: 'The images stored so far; empty until one succeeds' }) images: GenerationImageDto[];
   @ApiProperty({ type: GenerationUsageDto }) usage: GenerationUsageDto;
   @ApiProperty(GENERATION_ERROR_SCHEMA) error: { code: GenerationErrorCode; message: string } | null;
+  @ApiProperty({ type: [String], description: 'Ids of the references sent to Gemini with the prompt' }) references: string[];
+  @ApiProperty({ description: "Whether the references' palettes were appended to the prompt" }) paletteHint: boolean;
 
   static from(g: Generation): GenerationDto {
     return {
@@ -98,6 +100,8 @@ export class GenerationDto {
       })),
       usage: { ...g.usage },
       error: g.error ? { ...g.error } : null,
+      references: [...g.references],
+      paletteHint: g.paletteHint,
     };
   }
 }
