@@ -69,6 +69,16 @@ interface Waiter {
   wake: () => void;
 }
 
+type Arg = string | number;
+/** The scripts as commands: ioredis sends EVALSHA (the script's digest), and the script itself only once. */
+interface QuotaCommands {
+  hisQuotaAcquire(...args: Arg[]): Promise<number>;
+  hisQuotaRenew(...args: Arg[]): Promise<number>;
+  hisQuotaRelease(...args: Arg[]): Promise<number>;
+  hisQuotaBeforeRequest(...args: Arg[]): Promise<number>;
+  hisQuotaPause(...args: Arg[]): Promise<number>;
+}
+
 /**
  * The quota shared by every instance through Redis. Slots are leases in a sorted set (score = expiry)
  * taken and released by Lua scripts, so "at most N in flight over all instances" holds atomically; a
@@ -87,6 +97,7 @@ export class RedisGeminiQuota implements GeminiQuota {
   private readonly releasedChannel: string;
   private readonly waiters = new Set<Waiter>();
   private held = 0;
+  private readonly scripts: QuotaCommands;
   /** Renewal timers of the leases this process holds (stopped on close). */
   private readonly renewals = new Set<NodeJS.Timeout>();
   private readonly onMessage = (channel: string) => {
@@ -102,6 +113,13 @@ export class RedisGeminiQuota implements GeminiQuota {
     this.startsKey = redis.key('gemini', 'starts');
     this.pauseKey = redis.key('gemini', 'paused-until');
     this.releasedChannel = redis.key('gemini', 'released');
+    const define = (name: keyof QuotaCommands, numberOfKeys: number, lua: string) => redis.command.defineCommand(name, { numberOfKeys, lua });
+    define('hisQuotaAcquire', 2, ACQUIRE);
+    define('hisQuotaRenew', 2, RENEW);
+    define('hisQuotaRelease', 2, RELEASE);
+    define('hisQuotaBeforeRequest', 2, BEFORE_REQUEST);
+    define('hisQuotaPause', 1, PAUSE);
+    this.scripts = redis.command as unknown as QuotaCommands;
     redis.subscriber.on('message', this.onMessage);
     void redis.subscriber.subscribe(this.releasedChannel).catch((e: unknown) => this.logger.warn(`Could not subscribe: ${String(e)}`));
   }
@@ -125,13 +143,13 @@ export class RedisGeminiQuota implements GeminiQuota {
     const { maxConcurrency, perClient } = this.limits;
     for (;;) {
       signal?.throwIfAborted();
-      const taken = await this.redis.command.eval(ACQUIRE, 2, ...keys, lease, maxConcurrency, perClient, this.leaseMs);
+      const taken = await this.scripts.hisQuotaAcquire(...keys, lease, maxConcurrency, perClient, this.leaseMs);
       if (taken === 1) break;
       await this.waitForRelease(signal);
     }
     this.held++;
     const renew = setInterval(() => {
-      this.redis.command.eval(RENEW, 2, ...keys, lease, this.leaseMs).then(
+      this.scripts.hisQuotaRenew(...keys, lease, this.leaseMs).then(
         (still) => still === 0 && this.logger.warn(`A Gemini slot lease expired while its call ran (event loop or Redis stalled for ${this.leaseMs} ms)`),
         (e: unknown) => this.logger.warn(`Could not renew a Gemini slot lease: ${String(e)}`),
       );
@@ -146,7 +164,7 @@ export class RedisGeminiQuota implements GeminiQuota {
       this.renewals.delete(renew);
       this.held--;
       // If this fails (Redis down), the lease expires by itself within the lease time.
-      this.redis.command.eval(RELEASE, 2, ...keys, lease, this.releasedChannel).catch((e: unknown) => this.logger.warn(`Could not release a Gemini slot: ${String(e)}`));
+      this.scripts.hisQuotaRelease(...keys, lease, this.releasedChannel).catch((e: unknown) => this.logger.warn(`Could not release a Gemini slot: ${String(e)}`));
     };
   }
 
@@ -154,7 +172,7 @@ export class RedisGeminiQuota implements GeminiQuota {
     let waited = 0;
     for (;;) {
       signal?.throwIfAborted();
-      const wait = Number(await this.redis.command.eval(BEFORE_REQUEST, 2, this.startsKey, this.pauseKey, this.limits.ratePerMinute, randomUUID()));
+      const wait = Number(await this.scripts.hisQuotaBeforeRequest(this.startsKey, this.pauseKey, this.limits.ratePerMinute, randomUUID()));
       if (wait <= 0) return waited;
       await sleep(wait, signal);
       waited += wait;
@@ -162,7 +180,7 @@ export class RedisGeminiQuota implements GeminiQuota {
   }
 
   async pause(ms: number): Promise<void> {
-    await this.redis.command.eval(PAUSE, 1, this.pauseKey, Math.max(1, Math.round(ms)));
+    await this.scripts.hisQuotaPause(this.pauseKey, Math.max(1, Math.round(ms)));
   }
 
   async close(): Promise<void> {
