@@ -8,8 +8,9 @@
  * integers typed integer, and every error code the source throws listed.
  *
  * Apps: `main` (API keys; the palette pool behind a wrapper that crashes on demand; a 1 MB upload
- * budget), `limited` (RATE_LIMIT_PER_MINUTE=1), `damaged` (a database with a damaged page), and
- * `presign` (images on s3rver, answered with 302).
+ * budget), `limited` (RATE_LIMIT_PER_MINUTE=1), `damaged` (a database with a damaged generation
+ * page and a damaged reference page), and `presign` (images on s3rver, answered with 302). The
+ * generation, palette, reference and search routes are all driven.
  */
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
@@ -22,10 +23,12 @@ import { Test } from '@nestjs/testing';
 import { configureApp, createApp } from '../../src/app.factory';
 import { AppModule } from '../../src/app.module';
 import { Generation, newQueuedGeneration } from '../../src/common/generation.model';
+import type { Reference } from '../../src/common/reference.model';
 import { newGenerationId } from '../../src/common/ids';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
 import { createDatabase, databaseFile } from '../../src/database/database';
 import { GenerationsRepository } from '../../src/database/generations.repository';
+import { ReferencesRepository } from '../../src/database/references.repository';
 import { ShutdownState } from '../../src/health/shutdown-state';
 import { PaletteService, resolveWorkerFile } from '../../src/palette/palette.service';
 import { PipelineService } from '../../src/pipeline/pipeline.service';
@@ -46,6 +49,10 @@ const CANCEL = '/api/v1/generations/{id}/cancel';
 const IMAGE = '/api/v1/generations/{id}/images/{index}';
 const EVENTS = '/api/v1/generations/{id}/events';
 const PALETTES = '/api/v1/palettes';
+const REFERENCES = '/api/v1/references';
+const REFERENCE = '/api/v1/references/{id}';
+const REFERENCE_IMAGE = '/api/v1/references/{id}/image';
+const SEARCH = '/api/v1/search';
 const LIVE = '/health/live';
 const READY = '/health/ready';
 /** Every protected operation: [method, path template, a real path]. */
@@ -57,6 +64,12 @@ const protectedOperations = (id: string): [string, string, string][] => [
   ['get', IMAGE, `${GENERATIONS}/${id}/images/0`],
   ['get', EVENTS, `${GENERATIONS}/${id}/events`],
   ['post', PALETTES, PALETTES],
+  ['post', REFERENCES, REFERENCES],
+  ['get', REFERENCES, REFERENCES],
+  ['get', REFERENCE, `${REFERENCES}/${id}`],
+  ['delete', REFERENCE, `${REFERENCES}/${id}`],
+  ['get', REFERENCE_IMAGE, `${REFERENCES}/${id}/image`],
+  ['get', SEARCH, `${SEARCH}?q=x`],
 ];
 
 const BASE_ENV = { METRICS_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'silent', PALETTE_WORKERS: '1' };
@@ -101,8 +114,8 @@ export default async function crashOnDemand(task) {
   return file;
 }
 
-/** A multipart upload that declares `bytes` and sends only its first part, held open until `end()`. */
-function stalledUpload(base: string, bytes: number): { req: ClientRequest; end(): void } {
+/** A multipart upload to `path` that declares `bytes` and sends only its first part, held open until `end()`. */
+function stalledUpload(base: string, bytes: number, path = PALETTES): { req: ClientRequest; end(): void } {
   const boundary = 'contract-test-boundary';
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`);
   const { port } = new URL(base);
@@ -110,7 +123,7 @@ function stalledUpload(base: string, bytes: number): { req: ClientRequest; end()
     host: '127.0.0.1',
     port: Number(port),
     method: 'POST',
-    path: PALETTES,
+    path,
     headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(bytes), 'x-api-key': KEY },
   });
   req.on('error', () => undefined);
@@ -119,8 +132,11 @@ function stalledUpload(base: string, bytes: number): { req: ClientRequest; end()
   return { req, end: () => req.destroy() };
 }
 
-/** 30 succeeded generations; the page holding the 15th is overwritten with garbage, as a failing disk might leave it. */
-async function damagedDatabase(dataDir: string): Promise<Generation> {
+/**
+ * 30 succeeded generations and 30 references; the page holding the 15th generation and the page
+ * holding the 15th reference are overwritten with garbage, as a failing disk might leave them.
+ */
+async function damagedDatabase(dataDir: string): Promise<{ generation: Generation; reference: Reference }> {
   const file = databaseFile(dataDir);
   const db = await createDatabase(file);
   const repository = new GenerationsRepository(db);
@@ -135,18 +151,41 @@ async function damagedDatabase(dataDir: string): Promise<Generation> {
     await repository.create(g);
     generations.push(g);
   }
-  await db.destroy(); // checkpoints the WAL into the file
-  const victim = generations[15];
-  const offset = readFileSync(file).indexOf(Buffer.from(victim.prompt.slice(0, 10)));
-  expect(offset).toBeGreaterThan(0);
-  const fd = openSync(file, 'r+');
-  try {
-    const pageSize = 4096;
-    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, Math.floor(offset / pageSize) * pageSize);
-  } finally {
-    closeSync(fd);
+  const references = new ReferencesRepository(db);
+  const stored: Reference[] = [];
+  for (let i = 0; i < 30; i++) {
+    // The storage key is only in the reference's own row (not in the search index), so it finds that row's page.
+    const r: Reference = {
+      id: newGenerationId(),
+      owner: null,
+      title: `reference ${i}`,
+      tags: [],
+      storageKey: `refmark-${String(i).padStart(3, '0')}-${'k'.repeat(400)}.png`,
+      mimeType: 'image/png',
+      width: 1,
+      height: 1,
+      bytes: 100,
+      palette: [{ hex: '#d43434', rgb: [212, 52, 52], proportion: 1 }],
+      createdAt: new Date(Date.UTC(2026, 10, 2, 0, i)),
+    };
+    await references.create(r);
+    stored.push(r);
   }
-  return victim;
+  await db.destroy(); // checkpoints the WAL into the file
+  const generation = generations[15];
+  const reference = stored[15];
+  for (const marker of [generation.prompt.slice(0, 10), reference.storageKey.slice(0, 12)]) {
+    const offset = readFileSync(file).indexOf(Buffer.from(marker));
+    expect(offset).toBeGreaterThan(0);
+    const fd = openSync(file, 'r+');
+    try {
+      const pageSize = 4096;
+      writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, Math.floor(offset / pageSize) * pageSize);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { generation, reference };
 }
 
 /** The error codes the source gives HTTP answers, by file: literal codes of AppError and the error classes that extend it. */
@@ -373,6 +412,127 @@ describe('The OpenAPI document against real answers (e2e)', () => {
       }
     });
 
+    /** Waits until no upload holds bytes of the 1 MB budget (a stalled upload releases them once its socket closes). */
+    const untilUploadBudgetIsFree = async () => {
+      const uploads = app.get(UploadsService);
+      for (let i = 0; uploads.stats().bytes > 0; i++) {
+        if (i > 1000) throw new Error('an upload never gave its bytes back');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+
+    it('POST /references: 201, 400, 413 (over 20 MB, a pixel bomb), 415, 500 when the worker crashes, 503 past the upload budget', async () => {
+      // The upload the palette test stalled gives its bytes back once the server has seen it go.
+      await untilUploadBudgetIsFree();
+      const cases: [RealResponse, number, string?][] = [
+        [await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png'), title: 'harbour study', tags: 'warm, studio' })), 201],
+        [await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png'), title: 'x'.repeat(201) })), 400, 'VALIDATION_FAILED'],
+        [await call(base, 'post', REFERENCES, form({ title: 'no image' })), 400, 'IMAGE_REQUIRED'],
+        [await call(base, 'post', REFERENCES, form({ image: asBlob(await pixelBombPng(50_000), 'image/png') })), 413, 'IMAGE_TOO_LARGE'],
+        [await call(base, 'post', REFERENCES, form({ image: asBlob(Buffer.from('just some text'), 'text/plain') })), 415, 'UNSUPPORTED_IMAGE'],
+      ];
+      // Over 20 MB (refused on its declared length).
+      cases.push([await call(base, 'post', REFERENCES, form({ image: asBlob(Buffer.alloc(21 * 1024 * 1024, 0x89), 'image/png') })), 413, 'PAYLOAD_TOO_LARGE']);
+      writeFileSync(crashTrigger, '');
+      cases.push([await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png') })), 500, 'PALETTE_ERROR']);
+      expect(existsSync(crashTrigger)).toBe(false);
+      for (const [res, status, code] of cases) {
+        expect({ status: res.status, body: res.body.toString('utf8').slice(0, 200) }).toMatchObject({ status });
+        expectDocumented('post', REFERENCES, res);
+        if (code) expect(parsed(res).code).toBe(code);
+      }
+      expect(cases[0][0].headers.get('location')).toBe(`${REFERENCES}/${parsed(cases[0][0]).id}`);
+
+      const uploads = app.get(UploadsService);
+      const holder = stalledUpload(base, 1_500_000, REFERENCES);
+      try {
+        for (let i = 0; uploads.stats().bytes < 1_500_000; i++) {
+          if (i > 500) throw new Error('the stalled upload was never admitted');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const busy = await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png') }));
+        expect(busy.status).toBe(503);
+        expectDocumented('post', REFERENCES, busy);
+        expect(parsed(busy).code).toBe('UPLOADS_BUSY');
+      } finally {
+        holder.end();
+      }
+    });
+
+    it('GET /references (two pages), /references/{id}, its image; DELETE: 200/204, 400 for a bad limit or cursor, 404', async () => {
+      await untilUploadBudgetIsFree();
+      const made: Record<string, any>[] = [];
+      for (const title of ['first of two', 'second of two']) {
+        const res = await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png'), title }));
+        expect(res.status).toBe(201);
+        made.push(parsed(res));
+      }
+      const key = { headers: { 'x-api-key': KEY } };
+      const first = await call(base, 'get', `${REFERENCES}?limit=1`, key);
+      expect(first.status).toBe(200);
+      expectDocumented('get', REFERENCES, first);
+      const cursor = parsed(first).nextCursor as string;
+      expect(cursor).toEqual(expect.any(String));
+      const second = await call(base, 'get', `${REFERENCES}?limit=1&cursor=${encodeURIComponent(cursor)}`, key);
+      expect(second.status).toBe(200);
+      expectDocumented('get', REFERENCES, second);
+      for (const query of ['limit=abc', 'cursor=not-a-cursor']) {
+        const bad = await call(base, 'get', `${REFERENCES}?${query}`, key);
+        expect(bad.status).toBe(400);
+        expectDocumented('get', REFERENCES, bad);
+      }
+
+      const [reference, doomed] = made;
+      const one = await call(base, 'get', `${REFERENCES}/${reference.id}`, key);
+      expect(one.status).toBe(200);
+      expectDocumented('get', REFERENCE, one);
+      const image = await call(base, 'get', reference.url as string, key);
+      expect({ status: image.status, type: image.headers.get('content-type') }).toEqual({ status: 200, type: 'image/png' });
+      expect(Buffer.compare(image.body, png)).toBe(0);
+      expectDocumented('get', REFERENCE_IMAGE, image);
+
+      const deleted = await call(base, 'delete', `${REFERENCES}/${doomed.id}`, key);
+      expect(deleted.status).toBe(204);
+      expectDocumented('delete', REFERENCE, deleted);
+      for (const id of [doomed.id, UNKNOWN_ID, 'not-an-id']) {
+        for (const [method, template, path] of [
+          ['get', REFERENCE, `${REFERENCES}/${id}`],
+          ['get', REFERENCE_IMAGE, `${REFERENCES}/${id}/image`],
+          ['delete', REFERENCE, `${REFERENCES}/${id}`],
+        ] as const) {
+          const missing = await call(base, method, path, key);
+          expect({ path, status: missing.status, code: parsed(missing).code }).toEqual({ path, status: 404, code: 'REFERENCE_NOT_FOUND' });
+          expectDocumented(method, template, missing);
+        }
+      }
+    });
+
+    it('GET /search: 200 by text, colour, similarTo; 400 without a criterion or with a bad colour; 404 for an unknown similarTo', async () => {
+      await untilUploadBudgetIsFree();
+      const key = { headers: { 'x-api-key': KEY } };
+      const reference = parsed(await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png'), title: 'lighthouse sketch', tags: 'coast' })));
+      for (const query of ['q=lighthouse', `color=${encodeURIComponent('#d43434:70')}&color=${encodeURIComponent('#2a4d9b:30')}`, `similarTo=reference:${reference.id}`, 'q=coast&color=%23d43434&kind=reference']) {
+        const res = await call(base, 'get', `${SEARCH}?${query}`, key);
+        expect({ query, status: res.status }).toEqual({ query, status: 200 });
+        expectDocumented('get', SEARCH, res);
+      }
+      const byText = parsed(await call(base, 'get', `${SEARCH}?q=lighthouse`, key));
+      expect(byText.items.map((i: Record<string, any>) => i.id)).toContain(reference.id);
+
+      for (const [query, status, code] of [
+        ['', 400, 'SEARCH_CRITERION_REQUIRED'],
+        ['kind=reference', 400, 'SEARCH_CRITERION_REQUIRED'],
+        ['color=red', 400, 'VALIDATION_FAILED'],
+        [`color=%23d43434&similarTo=reference:${reference.id}`, 400, 'VALIDATION_FAILED'],
+        [`similarTo=generation:${UNKNOWN_ID}`, 404, 'GENERATION_NOT_FOUND'],
+        [`similarTo=reference:${UNKNOWN_ID}`, 404, 'REFERENCE_NOT_FOUND'],
+      ] as const) {
+        const res = await call(base, 'get', `${SEARCH}?${query}`, key);
+        expect({ query, status: res.status, code: parsed(res).code }).toEqual({ query, status, code });
+        expectDocumented('get', SEARCH, res);
+      }
+    });
+
     it('every /api operation answers 401 without a key; health answers 200 without one', async () => {
       for (const [method, template, path] of protectedOperations(finished.id)) {
         const res = await call(base, method, path, method === 'post' && template === GENERATIONS ? { headers: { 'content-type': 'application/json' }, body: '{"prompt":"x"}' } : {});
@@ -420,7 +580,7 @@ describe('The OpenAPI document against real answers (e2e)', () => {
     it('every /api operation answers 429 RATE_LIMITED with Retry-After', async () => {
       expect((await call(base, 'get', GENERATIONS, { headers: { 'x-api-key': KEY } })).status).toBe(200);
       for (const [method, template, path] of protectedOperations(UNKNOWN_ID)) {
-        const body = template === PALETTES ? form({ size: '3' }) : template === GENERATIONS && method === 'post' ? json({ prompt: 'x' }) : { headers: { 'x-api-key': KEY } };
+        const body = method === 'post' && (template === PALETTES || template === REFERENCES) ? form({ size: '3' }) : template === GENERATIONS && method === 'post' ? json({ prompt: 'x' }) : { headers: { 'x-api-key': KEY } };
         const res = await call(base, method, path, body);
         expect({ path, status: res.status }).toEqual({ path, status: 429 });
         expectDocumented(method, template, res);
@@ -433,10 +593,11 @@ describe('The OpenAPI document against real answers (e2e)', () => {
     let app: NestExpressApplication;
     let base: string;
     let victim: Generation;
+    let victimReference: Reference;
 
     beforeAll(async () => {
       const dir = tempDir('damaged');
-      victim = await damagedDatabase(dir);
+      ({ generation: victim, reference: victimReference } = await damagedDatabase(dir));
       app = await createApp(loadConfig({ ...gemini.env, ...BASE_ENV, DATA_DIR: dir }), { logger: false });
       base = await listen(app);
     });
@@ -451,6 +612,11 @@ describe('The OpenAPI document against real answers (e2e)', () => {
       ['post', CANCEL, () => `${GENERATIONS}/${victim.id}/cancel`],
       ['get', IMAGE, () => `${GENERATIONS}/${victim.id}/images/0`],
       ['get', EVENTS, () => `${GENERATIONS}/${victim.id}/events`],
+      ['get', REFERENCES, () => `${REFERENCES}?limit=100`],
+      ['get', REFERENCE, () => `${REFERENCES}/${victimReference.id}`],
+      ['delete', REFERENCE, () => `${REFERENCES}/${victimReference.id}`],
+      ['get', REFERENCE_IMAGE, () => `${REFERENCES}/${victimReference.id}/image`],
+      ['get', SEARCH, () => `${SEARCH}?q=marker&limit=100`],
     ])('%s %s', async (method, template, path) => {
       const res = await call(base, method, path());
       expect({ status: res.status, code: parsed(res).code }).toEqual({ status: 503, code: 'DATABASE_CORRUPT' });
@@ -489,6 +655,18 @@ describe('The OpenAPI document against real answers (e2e)', () => {
       expect(image.status).toBe(200);
       expect(Buffer.from(await image.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
     });
+
+    it('GET /references/{id}/image → 302 to a presigned URL that serves the image', async () => {
+      const png = await referenceImage('png', { width: 32, height: 32 });
+      const created = await call(base, 'post', REFERENCES, form({ image: asBlob(png, 'image/png') }, {}));
+      expect(created.status).toBe(201);
+      const redirect = await call(base, 'get', parsed(created).url as string);
+      expect(redirect.status).toBe(302);
+      expectDocumented('get', REFERENCE_IMAGE, redirect);
+      const image = await fetch(redirect.headers.get('location')!);
+      expect(image.status).toBe(200);
+      expect(Buffer.compare(Buffer.from(await image.arrayBuffer()), png)).toBe(0);
+    });
   });
 
   describe('the document itself', () => {
@@ -516,7 +694,7 @@ describe('The OpenAPI document against real answers (e2e)', () => {
     it('counts, sizes, indexes, pixels, bytes, tokens and milliseconds are integers; only proportions, distances and scores are numbers', () => {
       expect(numberSchemas(document).map(decodeURIComponent).sort()).toEqual([
         '#/components/schemas/PaletteColorDto/properties/proportion',
-        '#/components/schemas/SearchColorDto/properties/distance',
+        '#/components/schemas/SearchItemDto/properties/color/properties/distance',
         '#/components/schemas/SearchItemDto/properties/score',
       ]);
     });

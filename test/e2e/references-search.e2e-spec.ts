@@ -305,8 +305,8 @@ describe('References and search (e2e)', () => {
       expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([REFS, `${REFS}/{id}`, `${REFS}/{id}/image`, SEARCH]));
       expect(Object.keys(doc.paths[`${REFS}/{id}`])).toEqual(expect.arrayContaining(['get', 'delete']));
       const schemas = doc.components.schemas as Body;
-      expect(schemas.SearchTextDto.properties.rank.type).toBe('integer');
-      expect(schemas.SearchColorDto.properties.imageIndex.type).toBe('integer');
+      expect(schemas.SearchItemDto.properties.text.properties.rank.type).toBe('integer');
+      expect(schemas.SearchItemDto.properties.color.properties.imageIndex.type).toBe('integer');
       expect(schemas.ReferenceDto.properties.width.type).toBe('integer');
       expect(schemas.ReferenceDto.properties.title).toMatchObject({ type: 'string', nullable: true });
       expect(JSON.stringify(schemas.SearchItemDto.properties.text)).toContain('"nullable":true');
