@@ -44,6 +44,8 @@ describe('createDatabase', () => {
         'updated_at',
         'owner',
         'client',
+        'reference_ids',
+        'palette_hint',
       ]);
       expect(columns.find((c) => c.name === 'id')?.pk).toBe(1);
       const indexes = (await sql<{ name: string }>`PRAGMA index_list(generations)`.execute(db)).rows.map((r) => r.name);

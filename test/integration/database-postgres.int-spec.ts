@@ -70,6 +70,8 @@ describe('createDatabase on PostgreSQL', () => {
         ['updated_at', 'bigint', 'NO'],
         ['owner', 'text', 'YES'],
         ['client', 'text', 'YES'],
+        ['reference_ids', 'text', 'NO'],
+        ['palette_hint', 'integer', 'NO'],
       ]);
       const indexes = await sql<{ indexname: string; indexdef: string }>`
         select indexname, indexdef from pg_indexes where schemaname = current_schema() and tablename = 'generations' order by indexname`.execute(db);

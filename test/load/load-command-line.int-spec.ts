@@ -23,7 +23,8 @@ describe('npm run load -- --help', () => {
     );
     const values: Record<string, string> = {
       scenarios: 'steady', profile: 'full', latency: 'fixed:1', 'soak-seconds': '60', env: 'A=1', 'node-arg': '--x',
-      target: 'http://127.0.0.1:3000', 'metrics-url': 'http://127.0.0.1:9464/metrics', 'report-from': 'a.json', out: 'x.json',
+      target: 'http://127.0.0.1:3000', 'metrics-url': 'http://127.0.0.1:9464/metrics', 'report-from': 'a.json', out: 'x.json', 'queue-lock-ms': '5000',
+      'distributed-runs': 'embedded,distributed', 'distributed-restart': 'true', 'distributed-latency': 'fixed:1',
     };
     for (const flag of flags.filter((f) => f !== 'help')) {
       // Every documented flag parses (booleans bare, the others with a value the parser accepts).
