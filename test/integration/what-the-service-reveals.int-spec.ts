@@ -6,7 +6,7 @@
  *   an absolute path, endpoint or bucket; that detail is in the server log;
  * - a key sent in the query string (`?api_key=…`) reaches neither the log nor an exported span.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
@@ -17,6 +17,7 @@ import { OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { useS3rverCredentials } from '../support/s3rver';
 import { freePort, ServiceProcess, startService } from '../support/service-process';
 import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
+import { listeningAddresses } from '../support/listening';
 
 const GENERATIONS = '/api/v1/generations';
 const STORED_MESSAGE = 'The image could not be stored';
@@ -31,31 +32,6 @@ async function eventually<T>(check: () => T | undefined | Promise<T | undefined>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** `addr:port` of every listening TCP socket of this machine with that port, from /proc/net/tcp{,6}. */
-function listeningAddresses(port: number): string[] {
-  const found: string[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.trim().split('\n').slice(1)) {
-      const [, local, , state] = line.trim().split(/\s+/);
-      const [addrHex, portHex] = local.split(':');
-      if (state !== '0A' || parseInt(portHex, 16) !== port) continue; // 0A = LISTEN
-      found.push(`${addrHex.length === 8 ? ipv4(addrHex) : `[${addrHex}]`}:${port}`);
-    }
-  }
-  return found;
-}
-
-/** /proc/net/tcp writes the IPv4 address as one little-endian 32-bit hex number. */
-function ipv4(hex: string): string {
-  return [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.');
 }
 
 /** The bundled Gemini emulator, reached by this file's apps through GEMINI_BASE_URL. */
