@@ -1,3 +1,4 @@
+import type { SelectQueryBuilder } from 'kysely';
 import { InvalidCursorError } from './database.errors';
 
 /** The sort key of one history item: newest first by creation time, then by id. */
@@ -29,4 +30,28 @@ export function decodeCursor(cursor: string): CursorKey {
   const createdAt = Number(match[1]);
   if (!Number.isSafeInteger(createdAt)) throw new InvalidCursorError();
   return { createdAt, id: match[2] };
+}
+
+/**
+ * One page, newest first by (created_at, id), of `query` (already filtered, e.g. by owner): keyset
+ * paging, so a page costs the same however deep it is and rows inserted meanwhile neither repeat nor
+ * shift later pages. Throws `InvalidCursorError` for a cursor `encodeCursor` did not make. Shared by
+ * every history-like list (generations, references).
+ */
+export async function pageNewestFirst<Row, Item extends { createdAt: Date; id: string }>(
+  // Any table with `created_at` and `id` columns; the callers' own builders keep their row types.
+  query: SelectQueryBuilder<any, any, Row>,
+  { limit, cursor }: { limit: number; cursor?: string },
+  toItem: (row: Row) => Item,
+): Promise<{ items: Item[]; nextCursor: string | null }> {
+  let page = query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1);
+  if (cursor !== undefined) {
+    const after = decodeCursor(cursor);
+    page = page.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)));
+  }
+  const rows = await page.execute();
+  const items = rows.slice(0, limit).map(toItem);
+  const last = items.at(-1);
+  const nextCursor = rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt.getTime(), id: last.id }) : null;
+  return { items, nextCursor };
 }

@@ -15,7 +15,7 @@ import {
 import { Database, KYSELY } from './database';
 import { GenerationNotFoundError } from './database.errors';
 import type { DatabaseSchema, GenerationImagesTable, GenerationsTable } from './database.schema';
-import { decodeCursor, encodeCursor } from './generation-cursor';
+import { pageNewestFirst } from './generation-cursor';
 import { IndexedPalette, indexItem, inTransaction, removeItem, SearchDocument } from './search-index';
 
 // The errors callers catch travel with the repository that throws them.
@@ -122,25 +122,7 @@ export class GenerationsRepository {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new RangeError(`limit must be an integer in 1..${MAX_PAGE_SIZE}, got ${limit}`);
     }
-    let query = this.db
-      .selectFrom('generations')
-      .selectAll()
-      .where(ownedBy(owner))
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(limit + 1);
-    if (cursor !== undefined) {
-      const after = decodeCursor(cursor);
-      query = query.where(({ eb, refTuple, tuple }) =>
-        eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)),
-      );
-    }
-    const rows = await query.execute();
-    const items = rows.slice(0, limit).map(fromRow);
-    const last = items.at(-1);
-    const nextCursor =
-      rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt.getTime(), id: last.id }) : null;
-    return { items, nextCursor };
+    return pageNewestFirst(this.db.selectFrom('generations').selectAll().where(ownedBy(owner)), { limit, cursor }, fromRow);
   }
 
   /**

@@ -5,7 +5,7 @@ import type { PaletteColor } from '../common/generation.model';
 import type { Reference } from '../common/reference.model';
 import { Database, KYSELY } from './database';
 import type { DatabaseSchema, ReferenceImagesTable } from './database.schema';
-import { decodeCursor, encodeCursor } from './generation-cursor';
+import { pageNewestFirst } from './generation-cursor';
 import { fromJson, fromMs, MAX_PAGE_SIZE, Owner, toMs } from './generations.repository';
 import { indexItem, inTransaction, referenceBody, removeItem } from './search-index';
 import { StorageSweepRepository } from './storage-sweep.repository';
@@ -87,22 +87,7 @@ export class ReferencesRepository {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new RangeError(`limit must be an integer in 1..${MAX_PAGE_SIZE}, got ${limit}`);
     }
-    let query = this.db
-      .selectFrom('reference_images')
-      .selectAll()
-      .where(ownedBy(owner))
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(limit + 1);
-    if (cursor !== undefined) {
-      const after = decodeCursor(cursor);
-      query = query.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)));
-    }
-    const rows = await query.execute();
-    const items = rows.slice(0, limit).map(fromRow);
-    const last = items.at(-1);
-    const nextCursor = rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt.getTime(), id: last.id }) : null;
-    return { items, nextCursor };
+    return pageNewestFirst(this.db.selectFrom('reference_images').selectAll().where(ownedBy(owner)), { limit, cursor }, fromRow);
   }
 
   /**
