@@ -154,8 +154,16 @@ export interface TakeoverRecord {
   takeovers: number;
   /** From the kill to the job's next start on another worker (BullMQ's processedOn), ms. */
   jobRestartMs: number | null;
-  /** From the kill to its Gemini call's new start (the image record's end minus its stages), ms. */
+  /**
+   * From the kill to its Gemini call's new start (the image record's end minus its stages), ms; null
+   * when the call did not run again (no stage time, or the image was recorded before the kill).
+   */
   geminiRestartMs: number | null;
+  /**
+   * The victim recorded the image before it died but not the job's completion: the worker that took
+   * the job over found the record and finished the generation from it, without a new Gemini call.
+   */
+  recordedBeforeKill: boolean;
   /** How the image ended. */
   outcome: string;
 }
@@ -312,12 +320,15 @@ export function takeoversOf(jobs: JobFacts[], images: Map<string, ImageFacts>, k
     if (job.stalledCounter <= 0) continue;
     const image = images.get(job.id);
     const geminiStart = image ? image.createdAt - image.geminiMs - image.uploadMs - image.paletteMs : undefined;
+    const recordedBeforeKill = image !== undefined && image.createdAt <= killAtMs;
     records.push({
       jobId: job.id,
       takeovers: job.stalledCounter,
       jobRestartMs: job.processedOn !== undefined ? job.processedOn - killAtMs : null,
       // A failed call may report no stage time: then its start is unknown.
-      geminiRestartMs: geminiStart !== undefined && image && image.geminiMs > 0 ? Math.round(geminiStart - killAtMs) : null,
+      geminiRestartMs:
+        geminiStart !== undefined && image && image.geminiMs > 0 && !recordedBeforeKill ? Math.round(geminiStart - killAtMs) : null,
+      recordedBeforeKill,
       outcome: image ? (image.status === 'succeeded' ? 'succeeded' : `${image.status} ${image.errorCode ?? ''}`.trim()) : 'no image record',
     });
   }
