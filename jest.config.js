@@ -34,6 +34,9 @@ module.exports = {
       displayName: 'integration',
       testMatch: ['<rootDir>/test/**/*.int-spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
       slowTestThreshold: 30,
+      // These start services, instances and nginx; on a busy 2-core box (CI beside other work) that alone
+      // can take a minute. No test exercises this limit: it only ends a test that really hangs.
+      testTimeout: 180000,
     },
   ],
   maxWorkers: 2,

@@ -130,9 +130,12 @@ describe('Reliability: Gemini faults, deadlines, back-pressure and cancellation 
       await emulatorIdle();
       expect(emulator.stats()).toMatchObject({ requests: 1, clientAborts: 1 });
       expect(short.get(GeminiService).inFlight).toBe(0);
-      // With one slot, this succeeds only if the hung call gave its slot back.
-      const next = (await api.post('/api/v1/generations').set('Prefer', 'wait=30').send({ prompt: 'a grey dog' }).expect(201)).body as Body;
-      expect(next.status).toBe('succeeded');
+      // With one slot, the next call reaches Gemini only if the hung call gave its slot back. It hangs
+      // too, so the short timeout ends it (a normal answer could lose a race against it on a busy box).
+      const next = (await api.post('/api/v1/generations').set('Prefer', 'wait=30').send({ prompt: 'a grey dog [emulator:hang]' }).expect(201)).body as Body;
+      expect(next).toMatchObject({ status: 'failed', error: { code: 'GEMINI_TIMEOUT' } });
+      await emulatorIdle();
+      expect(emulator.stats()).toMatchObject({ requests: 2, clientAborts: 2 });
     } finally {
       await short.close();
       rmSync(ownDir, { recursive: true, force: true });

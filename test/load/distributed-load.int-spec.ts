@@ -180,12 +180,13 @@ describe('distributed load scenario, end to end', () => {
   it('two instances behind nginx: one SIGKILLed while it holds jobs, its jobs taken over, nothing lost, the limit held, everything cleaned up', async () => {
     const opts = parseOptions(['--scenarios=distributed'], {});
     // Short and gentle: every Gemini call takes 1–2 s, so the victim always holds a job when the
-    // kill comes (the kill waits for one, bounded), and a 1 s lock hands its jobs over quickly.
+    // kill comes (the kill waits for one, bounded), and a 4 s lock hands its jobs over soon enough. (A
+    // 1 s lock lost live workers' jobs on a busy machine: a renewal late by 0.5 s counts as a stall.)
     const plan: DistributedPlan = {
       runs: ['distributed'],
       rate: 4,
       geminiLimit: 6,
-      queueLockMs: 1000,
+      queueLockMs: 4000,
       latency: 'uniform:1000-2000',
       rate429: 0,
       hangRate: 0,
