@@ -12,7 +12,7 @@ FROM node:24-bookworm-slim AS runtime
 # Two malloc arenas and a fixed mmap threshold: libvips' multi-MB decode buffers are returned to the
 # OS instead of fragmenting per-thread arenas. And V8's young generation capped at 2 x 16 MB: Node 24's
 # 2 x 64 MB default becomes resident a page at a time over hours. Without either, RSS creeps under
-# sustained load (docs/capacity.md, "Memory").
+# sustained load (docs/notes/2026-11-25-memory-investigation.md).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=131072 \

@@ -3,7 +3,7 @@
  * for real (emulator process + service process from dist/, open-loop traffic, /metrics and /proc
  * sampling, report and charts), so `npm run load` cannot rot unnoticed. Needs `npm run build`.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { componentOf, summarizeProfile } from './cpu-profile';
@@ -12,7 +12,7 @@ import { smapsByKind } from './memory-probe';
 import { parseOptions } from './options';
 import { parsePrometheusText, sumOf } from './prometheus-text';
 import { PRODUCTION_MEMORY_ENV, ROOT, startEmulator, type EmulatorProcess } from './processes';
-import { arrivedPerSecond, BEGIN, capacityAnswer, END, failure, writeReport, type LoadResults } from './report';
+import { arrivedPerSecond, capacityAnswer, failure, GENERATED_HEADER, reportPaths, writeReport, type LoadResults } from './report';
 import { memoryTrendOf, runScenario, type ScenarioPlan, type StepResult } from './scenarios';
 import type { Tick } from './sampler';
 import { linearFit, Samples } from './stats';
@@ -354,21 +354,16 @@ describe('a load run, end to end', () => {
       scenarios: [result],
     };
     expect(capacityAnswer(results).palette?.inline?.lightP99Ms).toBe(step.lightRoutesLatencyMs.p99);
-    const doc = join(workDir, 'capacity.md');
-    const written = writeReport(results, doc, join(workDir, 'charts'));
-    const text = readFileSync(doc, 'utf8');
-    expect(text).toContain(BEGIN);
-    expect(text).toContain(END);
+    const written = writeReport(results, workDir);
+    const { resultsFile, chartDir } = reportPaths(workDir);
+    const text = readFileSync(resultsFile, 'utf8');
+    expect(text.startsWith(GENERATED_HEADER)).toBe(true);
     expect(text).toContain('PALETTE_MODE=inline');
     expect(text).toContain('Memory by kind');
-    expect(written.some((f) => f.endsWith('palette-inline-vs-pool.svg'))).toBe(true);
-    // Regenerating replaces the generated part and keeps what people wrote around it.
-    const edited = `# Capacity\n\nHand-written analysis.\n\n${text.slice(text.indexOf(BEGIN))}\n\nMore notes.\n`;
-    writeFileSync(doc, edited);
-    writeReport(results, doc, join(workDir, 'charts'));
-    const again = readFileSync(doc, 'utf8');
-    expect(again.startsWith('# Capacity\n\nHand-written analysis.')).toBe(true);
-    expect(again.trimEnd().endsWith('More notes.')).toBe(true);
-    expect(again.split(BEGIN)).toHaveLength(2);
+    expect(written).toContain(join(chartDir, 'palette-inline-vs-pool.svg'));
+    // Every chart the tables show sits beside them.
+    const images = [...text.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1]);
+    expect(images).toContain('palette-inline-vs-pool.svg');
+    for (const image of images) expect(existsSync(join(chartDir, image))).toBe(true);
   });
 });

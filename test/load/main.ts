@@ -4,7 +4,8 @@
  * fresh service pointed at it, drives open-loop traffic, samples `/metrics` and /proc every second,
  * and prints one JSON summary as the last line of stdout. Progress goes to stderr. Flags and
  * `LOAD_*` variables: `npm run load -- --help` (options.ts). The default is the short profile (≤ 3 minutes, every scenario
- * scaled down); `--profile=full --report` is the run behind docs/capacity.md.
+ * scaled down); `--profile=full --report` is the run behind docs/capacity.md: it writes the generated tables
+ * (docs/capacity/results.md) and charts, never the hand-written pages.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
@@ -145,11 +146,9 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
 async function main(): Promise<void> {
   const opts = parseCommandLine(process.argv.slice(2), process.env, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
   if (typeof opts === 'number') process.exit(opts);
-  const docFile = join(ROOT, 'docs', 'capacity.md');
-  const chartDir = join(ROOT, 'docs', 'capacity');
   if (opts.reportFrom) {
     const [results, ...extras] = opts.reportFrom.split(',').map((file) => JSON.parse(readFileSync(file.trim(), 'utf8')) as LoadResults);
-    for (const file of writeReport(results, docFile, chartDir, extras)) log(`wrote ${file}`);
+    for (const file of writeReport(results, ROOT, extras)) log(`wrote ${file}`);
     console.log(JSON.stringify({ capacity: capacityAnswer(results), scenarios: compact(results.scenarios) }));
     return;
   }
@@ -158,7 +157,7 @@ async function main(): Promise<void> {
   const results = await run(opts, (partial) => writeFileSync(out, JSON.stringify(partial)));
   writeFileSync(out, JSON.stringify(results));
   log(`full results (time series included): ${out}`);
-  if (opts.report) for (const file of writeReport(results, docFile, chartDir)) log(`wrote ${file}`);
+  if (opts.report) for (const file of writeReport(results, ROOT)) log(`wrote ${file}`);
   const distributedSummary = results.scenarios.find((s) => s.distributed)?.distributed?.summary;
   console.log(
     JSON.stringify({

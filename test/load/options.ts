@@ -26,7 +26,7 @@ and prints a JSON summary as the last line of stdout. Flags win over the LOAD_* 
   --pid=N               LOAD_PID               its process id, for /proc CPU and RSS (optional)
   --cpu-profile         LOAD_CPU_PROFILE=1     V8 CPU profiles of the service (moonshot, palette runs)
   --memory-detail       LOAD_MEMORY_DETAIL=1   the service samples its own memory by kind every 15 s (memory-probe.ts)
-  --report              LOAD_REPORT=1          rewrite the generated part of docs/capacity.md and docs/capacity/*.svg
+  --report              LOAD_REPORT=1          rewrite docs/capacity/results.md (generated tables) and docs/capacity/*.svg
   --report-from=FILE[,FILE…]                   only regenerate the report from saved results (the first gives the
                                                tables and charts, the others add their profiles)
   --out=FILE            LOAD_OUT               where to save the full results (time series included)

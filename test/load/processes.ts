@@ -26,7 +26,8 @@ export const ROOT = packageRoot();
  * multi-MB decode buffers go back to the OS instead of fragmenting per-thread arenas (without them
  * RSS creeps ≈ 1.2 MB/min at 10 generations/s), and V8's young generation capped at 2 × 16 MB
  * semi-spaces: Node 24's default (2 × 64 MB without pointer compression) becomes resident a page
- * at a time over hours, ≈ 0.6 MB/min under the soak. See docs/capacity.md, "Memory".
+ * at a time over hours, ≈ 0.6 MB/min under the soak. See
+ * docs/notes/2026-11-25-memory-investigation.md.
  */
 export const GLIBC_ALLOCATOR_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
 export const PRODUCTION_MEMORY_ENV = { ...GLIBC_ALLOCATOR_ENV, NODE_OPTIONS: '--max-semi-space-size=16' };

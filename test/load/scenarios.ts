@@ -30,7 +30,7 @@ const asOneClient = (settings: { GEMINI_MAX_CONCURRENCY: string; PIPELINE_MAX_QU
 
 /** The service's shipped defaults for the settings the report is about (CONTRACT.md). */
 export const DEFAULT_SETTINGS = asOneClient({ GEMINI_MAX_CONCURRENCY: '4', PIPELINE_MAX_QUEUE: '100', PALETTE_WORKERS: '2' });
-/** What the report recommends for a 2-core box (see docs/capacity.md for the evidence). */
+/** What the report recommends for a 2-core box (docs/capacity.md; the evidence is in docs/capacity/results.md). */
 export const RECOMMENDED_SETTINGS = asOneClient({ GEMINI_MAX_CONCURRENCY: '256', PIPELINE_MAX_QUEUE: '256', PALETTE_WORKERS: '2' });
 /**
  * Gemini's semaphore and queue so large that they never stop the work: what limits is the box. The
