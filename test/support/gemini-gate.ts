@@ -68,7 +68,7 @@ export async function startGeminiGate(): Promise<GeminiGate> {
   return {
     url: `http://127.0.0.1:${port}`,
     waiting: () => queue.length,
-    async untilWaiting(n, timeoutMs = 20_000) {
+    async untilWaiting(n, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       while (queue.length < n) {
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} Gemini request(s) at the gate (${queue.length} there)`);
