@@ -1,8 +1,9 @@
 /**
  * The CPU floor of one generation: what decoding the emulator's answer costs with nothing else
- * running. The service cannot do less than this per generation: read the JSON answer (UTF-8 decode +
- * JSON.parse, as `response.json()` does), decode the image part's base64, and have sharp decode the
- * PNG and shrink it to the palette's analysis size (the palette worker's own `decodeForPalette`).
+ * running. The service cannot do less than this per generation: read the JSON answer (bytes to a
+ * string the cheapest way — a Latin-1 copy when the bytes are ASCII, as they are here — and
+ * JSON.parse), decode the image part's base64, and have sharp decode the PNG and shrink it to the
+ * palette's analysis size (the palette worker's own `decodeForPalette`).
  *
  * `measureFloor` fetches the raw answers for the given prompts from the emulator (the body the
  * service receives from `generateContent`), then measures in a separate `node` process, so that
@@ -13,6 +14,7 @@
  * Run as a script (`node dist-tools/test/load/floor.js --child FILE`) it is that child: FILE holds the answers and the
  * batch plan, the result is one JSON line on stdout.
  */
+import { isAscii } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -163,6 +165,9 @@ const median = (xs: number[]) => {
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
+/** The cheapest correct bytes → string: for ASCII bytes Latin-1 and UTF-8 decode alike, and Latin-1 is a copy. */
+const text = (bytes: Buffer) => (isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8'));
+
 async function child(planFile: string): Promise<void> {
   const plan = JSON.parse(readFileSync(planFile, 'utf8')) as ChildPlan;
   // The palette worker's module: its sharp settings (concurrency 1, no cache) and its decode + shrink.
@@ -170,17 +175,17 @@ async function child(planFile: string): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const worker = require('../../src/palette/palette.worker') as typeof import('../../src/palette/palette.worker');
   const bodies = plan.files.map((f) => readFileSync(f));
-  const strings = bodies.map((b) => imagePart(JSON.parse(b.toString('utf8')) as Answer));
+  const strings = bodies.map((b) => imagePart(JSON.parse(text(b)) as Answer));
   const images = strings.map((s) => Buffer.from(s, 'base64'));
 
   const whole = async (i: number) => {
-    const answer = JSON.parse(bodies[i % bodies.length].toString('utf8')) as Answer;
+    const answer = JSON.parse(text(bodies[i % bodies.length])) as Answer;
     const image = Buffer.from(imagePart(answer), 'base64');
     await worker.decodeForPalette(image);
   };
   const steps: Record<'whole' | 'json' | 'base64' | 'sharp', (i: number) => unknown> = {
     whole,
-    json: (i) => imagePart(JSON.parse(bodies[i % bodies.length].toString('utf8')) as Answer),
+    json: (i) => imagePart(JSON.parse(text(bodies[i % bodies.length])) as Answer),
     base64: (i) => Buffer.from(strings[i % strings.length], 'base64'),
     sharp: (i) => worker.decodeForPalette(images[i % images.length]),
   };
