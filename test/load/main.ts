@@ -12,6 +12,7 @@ import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { renderPng } from '../../src/gemini/emulator/emulator-image';
 import { planDistributed, runDistributedScenario, type DistributedResult } from './distributed';
+import { measureFloor, type FloorResult } from './floor';
 import { parseCommandLine, type LoadOptions } from './options';
 import { loadAverage, ROOT, startEmulator, useDistSnapshot, warmEmulator, type EmulatorProcess } from './processes';
 import { capacityAnswer, writeReport, type LoadResults } from './report';
@@ -76,6 +77,7 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
   log(`work dir ${workDir} (service and emulator logs); profile ${opts.profile}; scenarios ${opts.scenarios.join(', ')}`);
   let emulator: EmulatorProcess | undefined;
   const scenarios: ScenarioResult[] = [];
+  let floor: FloorResult | undefined;
   const results = (): LoadResults => ({
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -96,6 +98,7 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
       nice: opts.emulatorNice,
       note: 'Its PNGs are 1024² with mild noise (≈ 700 KB; real Gemini PNGs are often 1.5–2 MB, so decode and copy costs here are on the low side).',
     },
+    ...(floor ? { floor } : {}),
     scenarios: [...scenarios],
   });
   const removeSnapshot = opts.target ? () => undefined : useDistSnapshot();
@@ -120,6 +123,12 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
       if (opts.emulatorNice > 0) setPriority(emulator.pid, opts.emulatorNice);
       log(`emulator pid ${emulator.pid} at ${emulator.url}, latency ${opts.latency}, nice ${opts.emulatorNice}`);
       png = await warmEmulator(emulator.url, PROMPTS);
+      // The CPU floor of one generation, before any service starts (nothing else runs): each step's
+      // CPU per generation is compared with it (cpuPerGeneration in the summary).
+      if (opts.scenarios.some((name) => name !== 'reads' && name !== 'distributed')) {
+        floor = await measureFloor({ emulatorUrl: emulator.url, prompt: PROMPTS });
+        log(`floor: ${floor.floorMs} ms CPU per generation (JSON ${floor.parts.jsonMs}, base64 ${floor.parts.base64Ms}, sharp ${floor.parts.sharpMs})`);
+      }
     }
     const paletteUpload = multipartImage(png, 5);
     for (const plan of planScenarios(opts)) {
@@ -130,7 +139,7 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
         const distributed = await runDistributedScenario(planDistributed(opts), { opts, prompts: PROMPTS, paletteUpload, workDir, log });
         scenarios.push({ name: plan.name, description: plan.description, runs: [], distributed });
       } else {
-        scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, workDir, log }));
+        scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, floor, workDir, log }));
       }
       log(`scenario ${plan.name} done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
       // A long run that dies later keeps what it measured so far.
@@ -166,6 +175,7 @@ async function main(): Promise<void> {
       machine: results.machine,
       emulator: results.emulator,
       capacity: capacityAnswer(results),
+      ...(results.floor ? { floor: results.floor } : {}),
       ...(distributedSummary ? { distributed: distributedSummary } : {}),
       scenarios: compact(results.scenarios),
       resultsFile: out,

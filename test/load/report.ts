@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProfileSummary } from './cpu-profile';
 import type { DistributedResult } from './distributed';
+import type { FloorResult } from './floor';
 import type { MemoryDetail } from './memory-detail';
 import { FLAT_MB_PER_MIN, type RunResult, type ScenarioResult, type StepResult } from './scenarios';
 import { round } from './stats';
@@ -20,6 +21,8 @@ export interface LoadResults {
   profile: 'short' | 'full';
   machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; load1Before: number | null; load1After: number | null };
   emulator: { latency: string; rate429: number; hangRate: number; nice?: number; note: string };
+  /** The CPU floor of one generation, measured before the scenarios (floor.ts). */
+  floor?: FloorResult;
   scenarios: ScenarioResult[];
 }
 

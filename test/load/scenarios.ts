@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
+import type { FloorResult } from './floor';
 import { HttpDriver, LIGHT_ROUTES, RouteRecorder, ROUTES } from './http-driver';
 import { DESCRIPTION as DISTRIBUTED_DESCRIPTION, type DistributedResult } from './distributed';
 import { memoryDetailOf, PROBE_FILE, PROBE_MODULE, readProbeSamples, type MemoryDetail } from './memory-detail';
@@ -237,7 +238,28 @@ export interface StepResult {
   errors: Record<string, number>;
   generations: GenerationOutcomes | null;
   service: ResourceSummary;
+  /** Service CPU per finished generation against the floor of the same run (floor.ts); absent without a floor. */
+  cpuPerGeneration?: CpuPerGeneration;
   verdict: { lightP99Under50ms: boolean; onlyDeliberateErrors: boolean; unexpectedErrors: Record<string, number> };
+}
+
+/** Target of issue #15: the service spends at most this many times the floor per generation. */
+export const CPU_FLOOR_TARGET_RATIO = 1.5;
+
+export interface CpuPerGeneration {
+  /** All of the service's threads (/proc) over the steady window, per finished generation, ms. */
+  serviceMs: number;
+  /** Decoding the same answer and image with nothing else (JSON + base64 + sharp decode and shrink), ms. */
+  floorMs: number;
+  ratio: number;
+  target: number;
+  met: boolean;
+}
+
+export function cpuPerGenerationOf(serviceMs: number | null, floor: Pick<FloorResult, 'floorMs'> | undefined): CpuPerGeneration | undefined {
+  if (serviceMs === null || !floor || !(floor.floorMs > 0)) return undefined;
+  const ratio = Math.round((serviceMs / floor.floorMs) * 100) / 100;
+  return { serviceMs, floorMs: floor.floorMs, ratio, target: CPU_FLOOR_TARGET_RATIO, met: ratio <= CPU_FLOOR_TARGET_RATIO };
 }
 
 export interface ResourceSummary {
@@ -357,6 +379,8 @@ export interface RunContext {
   emulator: { url: string; pid: number } | undefined;
   prompts: string[];
   paletteUpload: { body: Buffer; contentType: string };
+  /** The CPU floor measured at the start of this harness run (main.ts), if any. */
+  floor?: FloorResult;
   workDir: string;
   log: (line: string) => void;
 }
@@ -429,7 +453,9 @@ async function runOne(plan: ScenarioPlan, run: RunPlan, ctx: RunContext): Promis
     await target.stop?.();
   }
   for (const p of pending) {
-    steps.push(summarizeStep(p.plan, p.recorder, sampler.ticks, p.fromT, p.toT, p.outcomes(), { start: p.load1Start, end: p.load1End }));
+    const step = summarizeStep(p.plan, p.recorder, sampler.ticks, p.fromT, p.toT, p.outcomes(), { start: p.load1Start, end: p.load1End });
+    const cpu = cpuPerGenerationOf(step.service.perGenerationMs.service, ctx.floor);
+    steps.push(cpu ? { ...step, cpuPerGeneration: cpu } : step);
   }
   const profiles = opts.cpuProfile && !opts.target ? summarizeProfiles(profileDir) : [];
   const last = pending.at(-1);
