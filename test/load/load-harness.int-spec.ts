@@ -328,7 +328,13 @@ describe('a load run, end to end', () => {
     const step = run.steps[0];
     expect(step.verdict.unexpectedErrors).toEqual({});
     expect(step.generations!.accepted).toBeGreaterThan(3);
-    expect(step.generations!.finished.succeeded).toBeGreaterThan(0);
+    // Every accepted generation either succeeded or was still running when the 3 s step ended (on a
+    // busy machine, possibly all of them): none failed, and the harness accounted for each (the
+    // unfinished also count creates still waiting for their answer, not yet accepted).
+    const { finished, unfinishedAtEnd, accepted } = step.generations!;
+    expect(Object.keys(finished).filter((k) => k !== 'succeeded')).toEqual([]);
+    expect(finished.succeeded ?? 0).toBeLessThanOrEqual(accepted);
+    expect((finished.succeeded ?? 0) + unfinishedAtEnd).toBeGreaterThanOrEqual(accepted);
     expect(step.routes['POST /api/v1/palettes'].outcomes['200']).toBeGreaterThan(0);
     expect(step.routes['GET /health/live'].latencyMs.count).toBeGreaterThan(10);
     expect(step.lightRoutesLatencyMs.p99).toBeGreaterThan(0);
