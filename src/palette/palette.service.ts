@@ -3,6 +3,7 @@
 // worker-thread notes). Its loaders are restricted here too, once, before any worker decodes.
 import { restrictDecoders } from './decoders';
 import { existsSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
@@ -12,7 +13,7 @@ import { AppMetrics, Outcome } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
 import { PaletteError } from './palette.errors';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from './palette.types';
-import type { DecodeLimits, PaletteResult, PaletteTask, PaletteTaskResult } from './palette.types';
+import type { DecodeLimits, PaletteResult, PaletteTask, PaletteTaskResult, PaletteWorkerData, PaletteWorkerSettings } from './palette.types';
 
 restrictDecoders();
 
@@ -97,7 +98,7 @@ export class PaletteService implements OnModuleDestroy {
     private readonly metrics: AppMetrics,
     @Optional() @Inject(PALETTE_WORKER_FILE) workerFile?: string,
   ) {
-    const { workers, maxQueue, mode, taskTimeoutMs, maxDecodedBytes } = config.palette;
+    const { workers, workerNice, niceThreads, libvipsThreads, maxQueue, mode, taskTimeoutMs, maxDecodedBytes } = config.palette;
     this.maxQueue = maxQueue;
     this.taskTimeoutMs = taskTimeoutMs;
     // libvips stops its own work at the same limit (whole seconds): what a timed-out task's ended
@@ -119,9 +120,18 @@ export class PaletteService implements OnModuleDestroy {
       maxThreads: workers,
       maxQueue,
       closeTimeout: CLOSE_TIMEOUT_MS,
+      // Each worker thread lowers its own priority as it starts, so the event loop wins a contended
+      // core (docs/capacity/palette-liveness.md). Needs @napi-rs/nice, without which Piscina skips it
+      // silently: workerSettings() reads the result back from the threads.
+      niceIncrement: workerNice,
+      workerData: {
+        libvipsThreads,
+        ...(niceThreads === 'all' && workerNice > 0 ? { helperNice: Math.min(19, getPriority() + workerNice) } : {}),
+      } satisfies PaletteWorkerData,
     });
     // Errors outside any task (a worker failing to start, a close timeout) surface here.
     this.pool.on('error', (error: Error) => this.logger.error(`Palette pool error: ${error.message}`, error.stack));
+    if (workerNice > 0 && mode === 'pool') void this.checkWorkerNice(workerNice);
     metrics.gauge('palette.pool.workers', 'Worker threads in the palette pool', () => this.pool.threads.length, '{thread}');
     metrics.gauge('palette.pool.queue.size', 'Palette tasks waiting for a worker', () => this.pool.queueSize, '{task}');
     metrics.gauge('palette.pool.waiting', 'Palette tasks waiting for room in a full queue', () => this.roomWaiters.length, '{task}');
@@ -182,6 +192,32 @@ export class PaletteService implements OnModuleDestroy {
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task)).catch(() => undefined);
     return task;
+  }
+
+  /**
+   * The settings a worker thread of the pool runs with, as it reads them back itself (one thread,
+   * whichever takes the task): its nice value and libvips' thread count.
+   */
+  workerSettings(): Promise<PaletteWorkerSettings> {
+    // The pool is typed for palette tasks; the `settings` export takes no argument.
+    const run = this.pool.run.bind(this.pool) as unknown as (task: null, options: { name: string }) => Promise<unknown>;
+    return run(null, { name: 'settings' }) as Promise<PaletteWorkerSettings>;
+  }
+
+  /** Piscina skips the nice silently when @napi-rs/nice cannot load: say so once, at start. */
+  private async checkWorkerNice(increment: number): Promise<void> {
+    const expected = Math.min(19, getPriority() + increment);
+    try {
+      const { nice } = await this.workerSettings();
+      if (nice !== expected) {
+        this.logger.warn(
+          `PALETTE_WORKER_NICE=${increment}: palette worker threads run at nice ${nice}, not ${expected} ` +
+            '(is the optional package @napi-rs/nice installed for this platform?); the event loop gets no priority over them',
+        );
+      }
+    } catch (error) {
+      this.logger.debug(`Could not read the palette workers' settings: ${(error as Error).message}`);
+    }
   }
 
   stats(): PaletteStats {
