@@ -155,7 +155,15 @@ export interface VariantResult {
   serviceEventLoop: { p99MedianMs: number | null; p99WorstMs: number | null; maxMs: number | null; utilizationMean: number | null };
   uploads: { completedPerSecond: number | null; p50Ms: number | null; p99Ms: number | null; outcomes: Record<string, number> };
   /** % of one core over the measured window (200 % = both cores); by thread role from /proc. */
-  cpu: { servicePct: number | null; byThread: Record<keyof ThreadCpu, number> | null; machinePct: number | null };
+  cpu: {
+    servicePct: number | null;
+    byThread: Record<keyof ThreadCpu, number> | null;
+    machinePct: number | null;
+    /** This bench's uploader and the prober process. */
+    loadGeneratorPct: number | null;
+    /** The machine less the service and the load generator: someone else's work on the shared cores (it skews the run). */
+    othersPct: number | null;
+  };
   /** With --cpu-prof: the event loop's busiest components and functions (self time, measured window only). */
   eventLoopProfile?: { busyShare: number; components: ProfileSummary['components']; functions: ProfileSummary['functions'] };
 }
@@ -254,6 +262,7 @@ function startProber(liveUrl: string, intervalMs: number) {
       send({ type: 'stop' });
       return report;
     },
+    pid: child.pid!,
     kill: () => child.kill('SIGKILL'),
   };
 }
@@ -351,6 +360,8 @@ async function runVariant(variant: string, body: Buffer, opts: Options, cores: n
 
     const sampler = new Sampler({ metricsUrl: service.metricsUrl, pid: service.pid }, () => 0);
     const cpu0 = readProc(service.pid);
+    const own0 = process.cpuUsage();
+    const prober0 = readProc(prober.pid);
     const threads0 = readThreadCpu(service.pid);
     const machine0 = readMachineCpu();
     const t0 = performance.now();
@@ -364,6 +375,8 @@ async function runVariant(variant: string, body: Buffer, opts: Options, cores: n
     window.toUs = Number(process.hrtime.bigint() / 1000n);
     const seconds = (performance.now() - t0) / 1000;
     const cpu1 = readProc(service.pid);
+    const own1 = process.cpuUsage(own0);
+    const prober1 = readProc(prober.pid);
     const threads1 = readThreadCpu(service.pid);
     const machine1 = readMachineCpu();
     const ticks = await sampler.stop();
@@ -393,8 +406,12 @@ async function runVariant(variant: string, body: Buffer, opts: Options, cores: n
           machine0 && machine1 && machine1.total > machine0.total
             ? round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * cores * 100)
             : null,
+        loadGeneratorPct: round(((own1.user + own1.system) / 1e6 / seconds) * 100 + (prober0 && prober1 ? ((prober1.cpuSeconds - prober0.cpuSeconds) / seconds) * 100 : 0)),
+        othersPct: null,
       },
     };
+    const { machinePct, servicePct, loadGeneratorPct } = result.cpu;
+    if (machinePct !== null && servicePct !== null && loadGeneratorPct !== null) result.cpu.othersPct = round(Math.max(0, machinePct - servicePct - loadGeneratorPct));
     await service.stop();
     if (profileDir) {
       const main = eventLoopProfile(profileDir, window);
@@ -413,14 +430,15 @@ const cell = (v: number | null | undefined) => (v === null || v === undefined ? 
 
 /** The readable table: one row per variant. */
 export function table(results: readonly VariantResult[]): string {
-  const header = '| variant | probe p50 / p99 / max ms | service ELD p99 (median s / worst s) / max ms | uploads/s | upload p50 / p99 ms | CPU % service (loop / workers / libvips / libuv) · machine | non-200 |';
+  const header =
+    '| variant | probe p50 / p99 / max ms | service ELD p99 (median s / worst s) / max ms | uploads/s | upload p50 / p99 ms | CPU % service (loop / workers / libvips / libuv) · load generator · others | non-200 |';
   const rows = results.map((r) => {
     const t = r.cpu.byThread;
     const non200 = Object.entries(r.uploads.outcomes).filter(([k]) => k !== '200').map(([k, n]) => `${k}: ${n}`).join(', ') || '0';
     return (
       `| ${r.variant} | ${cell(r.probe.p50)} / **${cell(r.probe.p99)}** / ${cell(r.probe.max)} | ${cell(r.serviceEventLoop.p99MedianMs)} / ${cell(r.serviceEventLoop.p99WorstMs)} / ${cell(r.serviceEventLoop.maxMs)} ` +
       `| ${cell(r.uploads.completedPerSecond)} | ${cell(r.uploads.p50Ms)} / ${cell(r.uploads.p99Ms)} ` +
-      `| ${cell(r.cpu.servicePct)} (${t ? `${t.main} / ${t.workers} / ${t.libvips} / ${t.libuv}` : '–'}) · ${cell(r.cpu.machinePct)} | ${non200} |`
+      `| ${cell(r.cpu.servicePct)} (${t ? `${t.main} / ${t.workers} / ${t.libvips} / ${t.libuv}` : '–'}) · ${cell(r.cpu.loadGeneratorPct)} · ${cell(r.cpu.othersPct)} | ${non200} |`
     );
   });
   return [header, `|${'---|'.repeat(7)}`, ...rows].join('\n');

@@ -76,10 +76,10 @@ describe('palette-liveness bench', () => {
       probe: { count: 1000, failures: 0, p50: 2.5, p99: 30.1, max: 60, ownEventLoopDelayP99Ms: 4 },
       serviceEventLoop: { p99MedianMs: 10, p99WorstMs: 20, maxMs: 40, utilizationMean: 0.6 },
       uploads: { completedPerSecond: 12.5, p50Ms: 900, p99Ms: 3000, outcomes: { '200': 250, '503 OVERLOADED': 7 } },
-      cpu: { servicePct: 170, byThread: { main: 40, workers: 4, libvips: 60, libuv: 18, v8: 30, other: 0 }, machinePct: 195 },
+      cpu: { servicePct: 170, byThread: { main: 40, workers: 4, libvips: 60, libuv: 18, v8: 30, other: 0 }, machinePct: 195, loadGeneratorPct: 20, othersPct: 5 },
     };
     const lines = table([result]).split('\n');
     expect(lines).toHaveLength(3);
-    expect(lines[2]).toBe('| defaults+shed | 2.5 / **30.1** / 60 | 10 / 20 / 40 | 12.5 | 900 / 3000 | 170 (40 / 4 / 60 / 18) · 195 | 503 OVERLOADED: 7 |');
+    expect(lines[2]).toBe('| defaults+shed | 2.5 / **30.1** / 60 | 10 / 20 / 40 | 12.5 | 900 / 3000 | 170 (40 / 4 / 60 / 18) · 20 · 5 | 503 OVERLOADED: 7 |');
   });
 });
