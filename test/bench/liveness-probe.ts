@@ -16,8 +16,10 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 export interface ProbeReport {
   /** Latency of each recorded probe, ms, from its due time to the end of its answer. */
   latenciesMs: number[];
-  /** Probes that failed (not 200, a transport error, or no answer within the timeout). */
+  /** Probes that failed (not 200, a transport error, no answer within the timeout, or none by the end). */
   failures: number;
+  /** Of those, probes still unanswered 2 s after the end (a backlog: the service fell behind the probe rate). */
+  unansweredAtEnd: number;
   /** This process's own event-loop delay p99 and max, ms: when high, the prober itself was late. */
   ownEventLoopDelayP99Ms: number;
   ownEventLoopDelayMaxMs: number;
@@ -26,6 +28,7 @@ export interface ProbeReport {
 export type ProbeCommand = { type: 'start' } | { type: 'stop' };
 
 const TIMEOUT_MS = 10_000;
+const STOP_GRACE_MS = 2_000;
 
 export function probe(url: string, intervalMs: number): { start(): void; stop(): Promise<ProbeReport> } {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -35,6 +38,7 @@ export function probe(url: string, intervalMs: number): { start(): void; stop():
   let running = true;
   const latenciesMs: number[] = [];
   let failures = 0;
+  let unanswered = 0;
   const outstanding = new Set<Promise<void>>();
 
   const once = (due: number, record: boolean): Promise<void> =>
@@ -81,12 +85,18 @@ export function probe(url: string, intervalMs: number): { start(): void; stop():
     },
     async stop() {
       running = false;
+      // Probes still waiting for an answer after a grace period count as failures, not latencies: a
+      // service that falls behind the probe rate builds a backlog on the one connection.
+      const grace = new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref());
+      await Promise.race([Promise.all([...outstanding]), grace]);
+      unanswered = outstanding.size;
+      agent.destroy();
       await Promise.all([...outstanding]);
       delay.disable();
-      agent.destroy();
       return {
         latenciesMs,
         failures,
+        unansweredAtEnd: unanswered,
         ownEventLoopDelayP99Ms: delay.percentile(99) / 1e6,
         ownEventLoopDelayMaxMs: delay.max / 1e6,
       };

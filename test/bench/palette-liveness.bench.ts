@@ -13,6 +13,7 @@
  * - once a second, the service's /metrics (event-loop delay p99/max of that second, utilization)
  *   and /proc (its CPU by thread role, the machine's CPU).
  *
+ * A refused upload (503) is retried after its Retry-After (≤ 5 s), as a well-behaved client does.
  * `--warmup-s` (5) of uploads come first, unrecorded. Overload shedding is off
  * (`OVERLOAD_SHEDDING=false`) so each option's raw effect shows; the modifier `shed` turns it on as
  * in production. `--cpu-prof` writes V8 CPU profiles of the service's threads (whole run, warm-up
@@ -52,7 +53,9 @@ export const usage = `palette-liveness: 16 concurrent 2048² palette uploads; /h
 
 const BOUNDARY = 'palette-liveness-boundary';
 const UPLOAD_TIMEOUT_MS = 60_000;
+const MAX_RETRY_AFTER_S = 5;
 const log = (line: string) => process.stderr.write(`[palette-liveness.bench] ${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface Options {
   variants: string[];
@@ -150,7 +153,7 @@ export interface VariantResult {
   /** Nice values of the service's threads by thread name, read at the end of the measurement. */
   threadNice: Record<string, number[]>;
   /** `GET /health/live` from the prober process, ms from each probe's due time. */
-  probe: { count: number; failures: number; p50: number | null; p99: number | null; max: number | null; ownEventLoopDelayP99Ms: number | null };
+  probe: { count: number; failures: number; unansweredAtEnd: number; p50: number | null; p99: number | null; max: number | null; ownEventLoopDelayP99Ms: number | null };
   /** The service's own event-loop delay (exported per second; the monitor's 10 ms resolution taken off): the median and worst second's p99, the worst max. */
   serviceEventLoop: { p99MedianMs: number | null; p99WorstMs: number | null; maxMs: number | null; utilizationMean: number | null };
   uploads: { completedPerSecond: number | null; p50Ms: number | null; p99Ms: number | null; outcomes: Record<string, number> };
@@ -177,7 +180,7 @@ function multipartBody(image: Buffer, format: 'png' | 'jpeg'): Buffer {
   return Buffer.concat([head, image, Buffer.from(`\r\n--${BOUNDARY}--\r\n`)]);
 }
 
-function upload(baseUrl: URL, agent: Agent, body: Buffer): Promise<{ outcome: string; ms: number }> {
+function upload(baseUrl: URL, agent: Agent, body: Buffer): Promise<{ outcome: string; ms: number; retryAfterS?: number }> {
   const started = performance.now();
   return new Promise((resolve) => {
     const req = request(
@@ -201,7 +204,8 @@ function upload(baseUrl: URL, agent: Agent, body: Buffer): Promise<{ outcome: st
               // not JSON: the status alone
             }
           }
-          resolve({ outcome, ms: performance.now() - started });
+          const retryAfter = Number(res.headers['retry-after']);
+          resolve({ outcome, ms: performance.now() - started, retryAfterS: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined });
         });
         res.on('error', (e: NodeJS.ErrnoException) => resolve({ outcome: `0 ${e.code ?? e.message}`, ms: performance.now() - started }));
       },
@@ -220,19 +224,16 @@ function keepUploading(baseUrl: string, body: Buffer, concurrency: number) {
   let recording = false;
   const latency = new Samples();
   const outcomes = new Map<string, number>();
-  let refusedPause = Promise.resolve();
   const lanes = Array.from({ length: concurrency }, async () => {
     while (running) {
-      const { outcome, ms } = await upload(url, agent, body);
+      const { outcome, ms, retryAfterS } = await upload(url, agent, body);
       if (recording && running) {
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
         if (outcome === '200') latency.add(ms);
       }
-      // A refusal (503 with shedding on) answers at once: back off a little instead of spinning.
-      if (outcome !== '200') {
-        refusedPause = new Promise((r) => setTimeout(r, 50));
-        await refusedPause;
-      }
+      // A refusal (503 with shedding on) is retried after its Retry-After, as a well-behaved client
+      // does (at most MAX_RETRY_AFTER_S; 1 s without one), not at once.
+      if (outcome !== '200') await sleep(Math.min(MAX_RETRY_AFTER_S, retryAfterS ?? 1) * 1000);
     }
   });
   return {
@@ -266,8 +267,6 @@ function startProber(liveUrl: string, intervalMs: number) {
     kill: () => child.kill('SIGKILL'),
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Nice values of a process's threads by name (`libvips worker` → [10]), from /proc: did the setting apply? */
 function threadNice(pid: number): Record<string, number[]> {
@@ -335,7 +334,7 @@ export function probeFigures(report: ProbeReport): VariantResult['probe'] {
   const s = new Samples();
   for (const ms of report.latenciesMs) s.add(ms);
   const sum = s.summary();
-  return { count: sum.count, failures: report.failures, p50: sum.p50, p99: sum.p99, max: sum.max, ownEventLoopDelayP99Ms: round(report.ownEventLoopDelayP99Ms) };
+  return { count: sum.count, failures: report.failures, unansweredAtEnd: report.unansweredAtEnd, p50: sum.p50, p99: sum.p99, max: sum.max, ownEventLoopDelayP99Ms: round(report.ownEventLoopDelayP99Ms) };
 }
 
 async function runVariant(variant: string, body: Buffer, opts: Options, cores: number): Promise<VariantResult> {

@@ -40,9 +40,10 @@ describe('palette-liveness bench', () => {
 
   it('summarizes probe latencies by nearest rank', () => {
     const latenciesMs = Array.from({ length: 100 }, (_, i) => i + 1);
-    expect(probeFigures({ latenciesMs, failures: 2, ownEventLoopDelayP99Ms: 3.14159, ownEventLoopDelayMaxMs: 9 })).toEqual({
+    expect(probeFigures({ latenciesMs, failures: 2, unansweredAtEnd: 1, ownEventLoopDelayP99Ms: 3.14159, ownEventLoopDelayMaxMs: 9 })).toEqual({
       count: 100,
       failures: 2,
+      unansweredAtEnd: 1,
       p50: 50,
       p99: 99,
       max: 100,
@@ -73,7 +74,7 @@ describe('palette-liveness bench', () => {
       variant: 'defaults+shed',
       env: { OVERLOAD_SHEDDING: 'true' },
       threadNice: {},
-      probe: { count: 1000, failures: 0, p50: 2.5, p99: 30.1, max: 60, ownEventLoopDelayP99Ms: 4 },
+      probe: { count: 1000, failures: 0, unansweredAtEnd: 0, p50: 2.5, p99: 30.1, max: 60, ownEventLoopDelayP99Ms: 4 },
       serviceEventLoop: { p99MedianMs: 10, p99WorstMs: 20, maxMs: 40, utilizationMean: 0.6 },
       uploads: { completedPerSecond: 12.5, p50Ms: 900, p99Ms: 3000, outcomes: { '200': 250, '503 OVERLOADED': 7 } },
       cpu: { servicePct: 170, byThread: { main: 40, workers: 4, libvips: 60, libuv: 18, v8: 30, other: 0 }, machinePct: 195, loadGeneratorPct: 20, othersPct: 5 },
