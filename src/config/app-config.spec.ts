@@ -64,6 +64,30 @@ describe('loadConfig', () => {
     expect((error as Error).message).not.toMatch(/key-one|key-two|key-three/);
   });
 
+  it('lowers the palette threads below the event loop by default (issue #15), and parses the palette thread settings', () => {
+    expect(loadConfig({}).palette).toMatchObject({ workerNice: 10, niceThreads: 'all', libvipsThreads: 1 });
+    expect(loadConfig({ PALETTE_WORKER_NICE: '0', PALETTE_NICE_THREADS: 'workers', PALETTE_LIBVIPS_THREADS: '0' }).palette).toMatchObject({
+      workerNice: 0,
+      niceThreads: 'workers',
+      libvipsThreads: 0,
+    });
+    expect(loadConfig({ PALETTE_WORKER_NICE: '19', PALETTE_LIBVIPS_THREADS: '4' }).palette).toMatchObject({ workerNice: 19, libvipsThreads: 4 });
+  });
+
+  it.each([
+    ['PALETTE_WORKER_NICE', '-1'],
+    ['PALETTE_WORKER_NICE', '20'],
+    ['PALETTE_WORKER_NICE', '2.5'],
+    ['PALETTE_WORKER_NICE', 'low'],
+    ['PALETTE_NICE_THREADS', 'libvips'],
+    ['PALETTE_NICE_THREADS', ''],
+    ['PALETTE_LIBVIPS_THREADS', '-1'],
+    ['PALETTE_LIBVIPS_THREADS', 'many'],
+  ])('refuses %s=%s at start, naming it', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
   it('names every bad variable in one error', () => {
     let error: unknown;
     try {

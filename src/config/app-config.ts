@@ -52,6 +52,12 @@ export class AppConfig {
   /** `mode` inline runs palette tasks on the main thread (load-test comparison only; see EnvDto.PALETTE_MODE). */
   readonly palette: {
     workers: number;
+    /** Added to each worker thread's nice value (0 = the event loop's priority); see EnvDto.PALETTE_WORKER_NICE. */
+    workerNice: number;
+    /** Which threads workerNice applies to; see EnvDto.PALETTE_NICE_THREADS. */
+    niceThreads: 'workers' | 'all';
+    /** libvips threads per operation in a worker (sharp.concurrency; 0 = libvips' default). */
+    libvipsThreads: number;
     maxQueue: number;
     mode: 'pool' | 'inline';
     /** From entering the pool to the answer; see EnvDto.PALETTE_TASK_TIMEOUT_MS. */
@@ -140,6 +146,9 @@ export class AppConfig {
       : null;
     this.palette = {
       workers: env.PALETTE_WORKERS ?? availableParallelism(),
+      workerNice: env.PALETTE_WORKER_NICE,
+      niceThreads: env.PALETTE_NICE_THREADS,
+      libvipsThreads: env.PALETTE_LIBVIPS_THREADS,
       maxQueue: env.PALETTE_MAX_QUEUE,
       mode: env.PALETTE_MODE,
       taskTimeoutMs: env.PALETTE_TASK_TIMEOUT_MS,

@@ -96,6 +96,30 @@ export class EnvDto {
   @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(256)
   PALETTE_WORKERS?: number;
 
+  /**
+   * Added to the nice value of the palette threads (0..19, higher = lower priority; 0 = off), so the
+   * event loop gets a core first when both want one: the pool's threads through Piscina's
+   * `niceIncrement` (the optional @napi-rs/nice), and with PALETTE_NICE_THREADS=all also libuv's
+   * pool and libvips' threads (Linux). Measured in docs/capacity/palette-liveness.md.
+   */
+  @Type(() => Number) @IsInt() @Min(0) @Max(19)
+  PALETTE_WORKER_NICE = 10;
+
+  /**
+   * Which threads PALETTE_WORKER_NICE lowers: `all` (the pool's threads, and libuv's pool and
+   * libvips' threads, where sharp decodes: most of the CPU; the event loop's own file I/O shares
+   * libuv's pool) or `workers` (the pool's threads only: the palette's JavaScript, ≈ 5 % of it).
+   */
+  @IsIn(['workers', 'all'])
+  PALETTE_NICE_THREADS: 'workers' | 'all' = 'all';
+
+  /**
+   * libvips threads per image operation in the palette workers (`sharp.concurrency`); 0 = libvips'
+   * default (one per core). The pool's workers are the parallelism: more threads only compete.
+   */
+  @Type(() => Number) @IsInt() @Min(0) @Max(256)
+  PALETTE_LIBVIPS_THREADS = 1;
+
   @Type(() => Number) @IsInt() @Min(1) @Max(100_000)
   PALETTE_MAX_QUEUE = 256;
 

@@ -2,7 +2,8 @@
 // by a worker can be unloaded when that worker exits, which crashes the process on glibc (see sharp's
 // worker-thread notes). Its loaders are restricted here too, once, before any worker decodes.
 import { restrictDecoders } from './decoders';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
@@ -12,12 +13,33 @@ import { AppMetrics, Outcome } from '../telemetry/app-metrics';
 import { withSpan } from '../telemetry/tracing';
 import { PaletteError } from './palette.errors';
 import { MAX_PALETTE_SIZE, MIN_PALETTE_SIZE } from './palette.types';
-import type { DecodeLimits, PaletteResult, PaletteTask, PaletteTaskResult } from './palette.types';
+import type { DecodeLimits, PaletteResult, PaletteTask, PaletteTaskResult, PaletteWorkerData, PaletteWorkerSettings } from './palette.types';
 
 restrictDecoders();
 
 /** Optional provider: another worker file (tests use one that crashes or stalls on demand). */
 export const PALETTE_WORKER_FILE = Symbol('PALETTE_WORKER_FILE');
+
+/** Nice values of this process's worker_threads (named `WorkerThread` by Node), from /proc; empty elsewhere. */
+function workerThreadNices(): number[] {
+  const out: number[] = [];
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('WorkerThread')) continue;
+      out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
 
 /** Longest wait at shutdown for accepted tasks to finish, then for running ones once the queue is dropped. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -91,13 +113,15 @@ export class PaletteService implements OnModuleDestroy {
   private readonly inlineTask: ((task: PaletteTask) => Promise<PaletteTaskResult>) | undefined;
   private readonly taskTimeoutMs: number;
   private readonly limits: DecodeLimits;
+  /** The nice value the worker threads should have, until checked once (checkWorkerNice). */
+  private niceToCheck: number | undefined;
 
   constructor(
     config: AppConfig,
     private readonly metrics: AppMetrics,
     @Optional() @Inject(PALETTE_WORKER_FILE) workerFile?: string,
   ) {
-    const { workers, maxQueue, mode, taskTimeoutMs, maxDecodedBytes } = config.palette;
+    const { workers, workerNice, niceThreads, libvipsThreads, maxQueue, mode, taskTimeoutMs, maxDecodedBytes } = config.palette;
     this.maxQueue = maxQueue;
     this.taskTimeoutMs = taskTimeoutMs;
     // libvips stops its own work at the same limit (whole seconds): what a timed-out task's ended
@@ -119,9 +143,18 @@ export class PaletteService implements OnModuleDestroy {
       maxThreads: workers,
       maxQueue,
       closeTimeout: CLOSE_TIMEOUT_MS,
+      // Each worker thread lowers its own priority as it starts, so the event loop wins a contended
+      // core (docs/capacity/palette-liveness.md). Needs @napi-rs/nice, without which Piscina skips it
+      // silently: workerSettings() reads the result back from the threads.
+      niceIncrement: workerNice,
+      workerData: {
+        libvipsThreads,
+        ...(niceThreads === 'all' && workerNice > 0 ? { helperNice: Math.min(19, getPriority() + workerNice) } : {}),
+      } satisfies PaletteWorkerData,
     });
     // Errors outside any task (a worker failing to start, a close timeout) surface here.
     this.pool.on('error', (error: Error) => this.logger.error(`Palette pool error: ${error.message}`, error.stack));
+    this.niceToCheck = workerNice > 0 && mode === 'pool' ? Math.min(19, getPriority() + workerNice) : undefined;
     metrics.gauge('palette.pool.workers', 'Worker threads in the palette pool', () => this.pool.threads.length, '{thread}');
     metrics.gauge('palette.pool.queue.size', 'Palette tasks waiting for a worker', () => this.pool.queueSize, '{task}');
     metrics.gauge('palette.pool.waiting', 'Palette tasks waiting for room in a full queue', () => this.roomWaiters.length, '{task}');
@@ -163,6 +196,7 @@ export class PaletteService implements OnModuleDestroy {
           throw new PaletteError(answer.code, answer.message);
         }
         outcome = 'ok';
+        this.checkWorkerNice();
         const { width, height, format } = answer.palette;
         span.setAttributes({ 'image.width': width, 'image.height': height, 'image.format': format });
         return answer.palette;
@@ -182,6 +216,34 @@ export class PaletteService implements OnModuleDestroy {
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task)).catch(() => undefined);
     return task;
+  }
+
+  /**
+   * The settings a worker thread of the pool runs with, as it reads them back itself (one thread,
+   * whichever takes the task): its nice value and libvips' thread count.
+   */
+  workerSettings(): Promise<PaletteWorkerSettings> {
+    // The pool is typed for palette tasks; the `settings` export takes no argument.
+    const run = this.pool.run.bind(this.pool) as unknown as (task: null, options: { name: string }) => Promise<unknown>;
+    return run(null, { name: 'settings' }) as Promise<PaletteWorkerSettings>;
+  }
+
+  /**
+   * Piscina skips the nice silently when @napi-rs/nice cannot load: once a task has run (so a worker
+   * thread has started and set its nice), read the worker threads' nice values from /proc (Linux;
+   * elsewhere nothing is checked) and warn when none has the expected one.
+   */
+  private checkWorkerNice(): void {
+    const expected = this.niceToCheck;
+    if (expected === undefined) return;
+    this.niceToCheck = undefined;
+    const nices = workerThreadNices();
+    if (nices.length > 0 && !nices.some((n) => n >= expected)) {
+      this.logger.warn(
+        `PALETTE_WORKER_NICE: palette worker threads run at nice ${[...new Set(nices)].join(', ')}, not ${expected} ` +
+          '(is the optional package @napi-rs/nice installed for this platform?); the event loop gets no priority over them',
+      );
+    }
   }
 
   stats(): PaletteStats {

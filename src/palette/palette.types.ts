@@ -51,6 +51,25 @@ export interface DecodeLimits {
  * What the pool sends to a worker: the encoded image as bytes (transferred, not copied) or as the
  * path of a file holding them (an upload streamed to disk: the worker reads it, nothing is copied).
  */
+/** Piscina's `workerData` for every palette worker thread. */
+export interface PaletteWorkerData {
+  /** sharp.concurrency() in the worker: libvips threads per operation; 0 = libvips' default. */
+  libvipsThreads: number;
+  /**
+   * When set, the nice value the worker also gives the process's libuv pool and libvips threads
+   * (where sharp decodes), which Piscina's `niceIncrement` does not reach (PALETTE_NICE_THREADS=all).
+   */
+  helperNice?: number;
+}
+
+/** What a worker thread runs with, as it reads it back itself (the `settings` export of the worker). */
+export interface PaletteWorkerSettings {
+  /** The thread's own nice value (Linux: per thread; the event loop's plus PALETTE_WORKER_NICE). */
+  nice: number;
+  /** sharp.concurrency() as libvips reports it (0 was resolved to the core count). */
+  libvipsThreads: number;
+}
+
 export interface PaletteTask {
   image: ArrayBuffer | string;
   size: number;

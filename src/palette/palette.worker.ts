@@ -13,10 +13,23 @@
  * type stripping when the pool runs under Jest. Hence: erasable TypeScript only, and no relative
  * runtime imports (a specifier cannot name both `.js` and `.ts`); `import type` is erased.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { getPriority, setPriority } from 'node:os';
+import { workerData } from 'node:worker_threads';
 import sharp from 'sharp';
 import { Vibrant } from 'node-vibrant/node';
-import type { DecodeLimits, PaletteColor, PaletteTask, PaletteTaskResult, Swatch, Swatches, SwatchName } from './palette.types';
+import type {
+  DecodeLimits,
+  PaletteColor,
+  PaletteTask,
+  PaletteTaskResult,
+  PaletteWorkerData,
+  PaletteWorkerSettings,
+  Swatch,
+  Swatches,
+  SwatchName,
+} from './palette.types';
 
 /** Longest side of the analysed image: 16 k pixels keep quantizing at a few ms and shares within ±1 %. */
 export const ANALYSIS_SIDE = 128;
@@ -29,10 +42,52 @@ export const OPAQUE_ALPHA = 128;
 /** Bytes read from a file to recognise its format (an AVIF `ftyp` box is well under this). */
 const HEADER_BYTES = 256;
 
-// libvips threads would compete with the other workers for the same cores: the pool is the
-// parallelism. The operation cache only helps repeated work on the same input, never the case here.
-sharp.concurrency(1);
+// libvips threads would compete with the other workers (and the event loop) for the same cores:
+// the pool is the parallelism (PALETTE_LIBVIPS_THREADS, default 1; none given outside the pool, as
+// when a bench or test imports this file). The operation cache only helps repeated work on the
+// same input, never the case here.
+const data = workerData as PaletteWorkerData | null;
+sharp.concurrency(data?.libvipsThreads ?? 1);
 sharp.cache(false);
+
+/** Threads already given `helperNice` (Linux thread ids), so each scan only reads new ones. */
+const niced = new Set<string>();
+const HELPER_THREAD = /^(libuv-worker|libvips)/;
+
+/**
+ * Gives the process's libuv pool and libvips threads the nice value `nice` (Linux: setpriority on a
+ * thread id affects that thread only). sharp runs its pipelines on libuv's pool, and libvips starts
+ * its own threads from there: neither is a Piscina thread. Run at start and after each task, since
+ * libvips starts threads on demand; a thread that cannot be read or reniced is left as it is.
+ */
+export function niceHelperThreads(nice: number): void {
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return; // not Linux
+  }
+  for (const tid of tids) {
+    if (niced.has(tid)) continue;
+    try {
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      if (HELPER_THREAD.test(name)) setPriority(Number(tid), nice);
+      niced.add(tid);
+    } catch {
+      niced.add(tid); // gone, or not ours to change
+    }
+  }
+}
+
+if (data?.helperNice !== undefined) niceHelperThreads(data.helperNice);
+
+/**
+ * What this thread runs with, read back from the thread itself: its nice value (on Linux
+ * getpriority(0) is the calling thread's) and libvips' threads. Piscina runs it by name.
+ */
+export function settings(): PaletteWorkerSettings {
+  return { nice: getPriority(), libvipsThreads: sharp.concurrency() };
+}
 
 export interface AnalysisPixels {
   /** RGBA, 8 bits per channel, row-major. */
@@ -486,6 +541,7 @@ export default async function paletteTask(task: PaletteTask): Promise<PaletteTas
     const decoded = await decodeForPalette(input, task.limits ?? DEFAULT_DECODE_LIMITS);
     const colors = quantizeKmeans(decoded.pixels, task.size);
     const swatches = await vibrantSwatches(decoded.pixels);
+    if (data?.helperNice !== undefined) niceHelperThreads(data.helperNice);
     return {
       ok: true,
       palette: { colors, width: decoded.width, height: decoded.height, format: decoded.format, swatches },
