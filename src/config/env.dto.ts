@@ -290,8 +290,8 @@ export class EnvDto {
 
   /**
    * The event-loop signals count only while the process itself uses at least this share of the CPU
-   * it may use (all its threads; its cores, or its cgroup quota): a loop slowed by other processes
-   * is not this instance's overload. It counts as calm 0.2 below.
+   * it may use (all its threads; its cores, or its cgroup quota), or one whole core if that is less:
+   * a loop slowed by other processes is not this instance's overload. Calm below 60 % of the line.
    */
   @Type(() => Number) @Min(0.25) @Max(1)
   OVERLOAD_PROCESS_CPU_SHARE = 0.5;

@@ -40,18 +40,22 @@ export class LoadShedder implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly metrics: AppMetrics,
   ) {
     const o = config.overload;
+    // The line is a share of the usable cores, but never more than one whole core: the event loop
+    // is one thread, and a process using a core's worth of CPU is busy with its own work on a box
+    // of any size.
+    const cpuLine = Math.min(o.processCpuShare, 1 / this.cores);
     this.policy = new SheddingPolicy({
       enter: {
         eventLoopDelayP99Ms: o.eventLoopDelayMs,
         eventLoopUtilization: o.eventLoopUtilization,
         paletteQueueFill: o.paletteQueueFill,
-        processCpuShare: o.processCpuShare,
+        processCpuShare: cpuLine,
       },
       exit: {
         eventLoopDelayP99Ms: o.eventLoopDelayMs * EXIT_DELAY_FACTOR,
         eventLoopUtilization: Math.max(0, o.eventLoopUtilization - EXIT_MARGIN),
         paletteQueueFill: o.paletteQueueFill * EXIT_FILL_FACTOR,
-        processCpuShare: Math.max(0, o.processCpuShare - EXIT_MARGIN),
+        processCpuShare: cpuLine * EXIT_CPU_FACTOR,
       },
       enterSamples: ENTER_SAMPLES,
       exitSamples: EXIT_SAMPLES,
@@ -135,10 +139,11 @@ export class LoadShedder implements OnApplicationBootstrap, OnModuleDestroy {
 /** Consecutive saturated periods before shedding starts, and calm ones before it stops. */
 const ENTER_SAMPLES = 2;
 const EXIT_SAMPLES = 4;
-/** The calm lines: 40 % of the delay, 0.2 below the utilization and the CPU share, half the fill. */
+/** The calm lines: 40 % of the delay, 0.2 below the utilization, half the fill, 60 % of the CPU line. */
 const EXIT_DELAY_FACTOR = 0.4;
 const EXIT_MARGIN = 0.2;
 const EXIT_FILL_FACTOR = 0.5;
+const EXIT_CPU_FACTOR = 0.6;
 
 /** cgroup v2's CPU quota of this process, if any (undefined off Linux or without cgroup v2). */
 function readCgroupCpuMax(): string | undefined {
