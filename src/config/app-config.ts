@@ -114,6 +114,7 @@ export class AppConfig {
     eventLoopDelayMs: number;
     eventLoopUtilization: number;
     paletteQueueFill: number;
+    processCpuShare: number;
     sampleMs: number;
   };
   readonly logLevel: string;
@@ -196,6 +197,7 @@ export class AppConfig {
       eventLoopDelayMs: env.OVERLOAD_EVENT_LOOP_DELAY_MS,
       eventLoopUtilization: env.OVERLOAD_EVENT_LOOP_UTILIZATION,
       paletteQueueFill: env.OVERLOAD_PALETTE_QUEUE_FILL,
+      processCpuShare: env.OVERLOAD_PROCESS_CPU_SHARE,
       sampleMs: env.OVERLOAD_SAMPLE_MS,
     };
     this.logLevel = env.LOG_LEVEL;

@@ -309,8 +309,16 @@ export class EnvDto {
   OVERLOAD_EVENT_LOOP_UTILIZATION = 0.95;
 
   /** … or the palette queue is this full (0..1); stops below half of it. */
-  @Type(() => Number) @Min(0.1) @Max(1)
+  @Type(() => Number) @Min(0.01) @Max(1)
   OVERLOAD_PALETTE_QUEUE_FILL = 0.9;
+
+  /**
+   * The event-loop signals count only while the process itself uses at least this share of the CPU
+   * it may use (all its threads; its cores, or its cgroup quota), or one whole core if that is less:
+   * a loop slowed by other processes is not this instance's overload. Calm below 60 % of the line.
+   */
+  @Type(() => Number) @Min(0.25) @Max(1)
+  OVERLOAD_PROCESS_CPU_SHARE = 0.5;
 
   /** Sampling period (ms); 0 = never sample (tests feed samples themselves). */
   @Type(() => Number) @IsInt() @Min(0) @Max(60_000)

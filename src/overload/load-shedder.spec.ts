@@ -25,6 +25,18 @@ describe('LoadShedder', () => {
     shedder.onModuleDestroy();
   });
 
+  it('measures its own CPU use as a share of its cores, 0..1', async () => {
+    const shedder = make();
+    shedder.sample();
+    await tick();
+    const end = Date.now() + 200;
+    while (Date.now() < end);
+    const share = shedder.sample().processCpuShare;
+    // The loop spun for most of the period on one thread; on a busy machine it got less of a core.
+    expect(share).toBeGreaterThan(0);
+    expect(share).toBeLessThanOrEqual(1);
+  });
+
   it('reads the palette queue fill, waiting callers included, capped at 1', () => {
     expect(make(palette(3, 2)).sample().paletteQueueFill).toBeCloseTo(0.5);
     expect(make(palette(10, 5)).sample().paletteQueueFill).toBe(1);
@@ -32,7 +44,7 @@ describe('LoadShedder', () => {
 
   it('refuses with 503 OVERLOADED only while shedding, and never when turned off', () => {
     const shedder = make();
-    const hot = { eventLoopDelayP99Ms: 0, eventLoopUtilization: 0, paletteQueueFill: 1 };
+    const hot = { eventLoopDelayP99Ms: 0, eventLoopUtilization: 0, paletteQueueFill: 1, processCpuShare: 0 };
     expect(() => shedder.assertAccepting('generation')).not.toThrow();
     shedder.evaluate(hot);
     shedder.evaluate(hot);

@@ -9,8 +9,8 @@ import { LoadShedder } from '../../src/overload/load-shedder';
 import { startTestGemini, type TestGemini } from '../support/gemini-emulator';
 import { onePixelPng } from '../support/images';
 
-const HOT = { eventLoopDelayP99Ms: 400, eventLoopUtilization: 0.99, paletteQueueFill: 0 };
-const CALM = { eventLoopDelayP99Ms: 2, eventLoopUtilization: 0.1, paletteQueueFill: 0 };
+const HOT = { eventLoopDelayP99Ms: 400, eventLoopUtilization: 0.99, paletteQueueFill: 0, processCpuShare: 0.9 };
+const CALM = { eventLoopDelayP99Ms: 2, eventLoopUtilization: 0.1, paletteQueueFill: 0, processCpuShare: 0.1 };
 
 /**
  * Admission by measured saturation through the real app. The sampler is off (OVERLOAD_SAMPLE_MS=0):

@@ -16,6 +16,7 @@ import { measureFloor, type FloorResult } from './floor';
 import { parseCommandLine, type LoadOptions } from './options';
 import { loadAverage, ROOT, startEmulator, useDistSnapshot, warmEmulator, type EmulatorProcess } from './processes';
 import { capacityAnswer, writeReport, type LoadResults } from './report';
+import { overloadSummary, planOverload, runOverloadScenario } from './overload';
 import { planScenarios, runScenario, type ScenarioResult } from './scenarios';
 import { multipartImage } from './traffic';
 
@@ -48,7 +49,7 @@ function compact(scenarios: ScenarioResult[]): unknown {
   return Object.fromEntries(
     scenarios.map((s) => [
       s.name,
-      s.distributed ? compactDistributed(s.distributed) : s.runs.map((run) => ({
+      s.distributed ? compactDistributed(s.distributed) : s.overload ? 'the summary\'s overload entry' : s.runs.map((run) => ({
         run: run.name,
         settings: run.env,
         steps: run.steps.map(({ lightP99BySecond: _perSecond, fromT: _from, toT: _to, ...step }) => step),
@@ -138,6 +139,9 @@ async function run(opts: LoadOptions, onProgress: (partial: LoadResults) => void
         // Its own emulator, services, nginx, database and Redis: see distributed.ts.
         const distributed = await runDistributedScenario(planDistributed(opts), { opts, prompts: PROMPTS, paletteUpload, workDir, log });
         scenarios.push({ name: plan.name, description: plan.description, runs: [], distributed });
+      } else if (plan.name === 'overload') {
+        const overload = await runOverloadScenario(planOverload(opts), { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, floor, workDir, log });
+        scenarios.push({ name: plan.name, description: plan.description, runs: [], overload });
       } else {
         scenarios.push(await runScenario(plan, { opts, emulator: emulator && { url: emulator.url, pid: emulator.pid }, prompts: PROMPTS, paletteUpload, floor, workDir, log }));
       }
@@ -158,7 +162,8 @@ async function main(): Promise<void> {
   if (opts.reportFrom) {
     const [results, ...extras] = opts.reportFrom.split(',').map((file) => JSON.parse(readFileSync(file.trim(), 'utf8')) as LoadResults);
     for (const file of writeReport(results, ROOT, extras)) log(`wrote ${file}`);
-    console.log(JSON.stringify({ capacity: capacityAnswer(results), scenarios: compact(results.scenarios) }));
+    const overload = results.scenarios.find((s) => s.overload)?.overload;
+    console.log(JSON.stringify({ capacity: capacityAnswer(results), ...(overload ? { overload: overloadSummary(overload) } : {}), scenarios: compact(results.scenarios) }));
     return;
   }
   const out = opts.out ?? join(ROOT, 'dist-tools', 'load-results', `load-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -168,6 +173,7 @@ async function main(): Promise<void> {
   log(`full results (time series included): ${out}`);
   if (opts.report) for (const file of writeReport(results, ROOT)) log(`wrote ${file}`);
   const distributedSummary = results.scenarios.find((s) => s.distributed)?.distributed?.summary;
+  const overloadResult = results.scenarios.find((s) => s.overload)?.overload;
   console.log(
     JSON.stringify({
       startedAt: results.startedAt,
@@ -177,6 +183,7 @@ async function main(): Promise<void> {
       capacity: capacityAnswer(results),
       ...(results.floor ? { floor: results.floor } : {}),
       ...(distributedSummary ? { distributed: distributedSummary } : {}),
+      ...(overloadResult ? { overload: overloadSummary(overloadResult) } : {}),
       scenarios: compact(results.scenarios),
       resultsFile: out,
     }),

@@ -7,7 +7,7 @@ The load harness: starts the Gemini emulator and a fresh service per scenario (o
 and prints a JSON summary as the last line of stdout. Flags win over the LOAD_* variables.
 
   --scenarios=a,b       LOAD_SCENARIOS         which scenarios, in order (default: reads, steady, burst, mixed, soak, palette, moonshot;
-                                               distributed only when named)
+                                               distributed and overload only when named)
   --profile=short|full  LOAD_PROFILE           short (default, ≤ 3 min, everything scaled down) or full
   --rates=2,5,10        LOAD_RATES             generation arrival rates (/s) of the steady sweep
   --soak-seconds=N      LOAD_SOAK_SECONDS
@@ -41,6 +41,14 @@ test/load/distributed.ts and docs/scaling.md):
   --queue-lock-ms=N         LOAD_QUEUE_LOCK_MS        QUEUE_LOCK_MS of the instances (default 5000)
   --distributed-runs=a,b    LOAD_DISTRIBUTED_RUNS     embedded,distributed (default both: the CPU comparison)
   --distributed-restart=B   LOAD_DISTRIBUTED_RESTART  start the killed instance again (default true)
+
+The overload scenario (--scenarios=overload; test/load/overload.ts, docs/capacity/overload.md): a ramp
+finds the sustainable rate, then 2× that rate is offered. Run it with --rate-429=0 --hang-rate=0 so
+every failed generation is the service's own.
+  --overload-ramp=5,10,…    LOAD_OVERLOAD_RAMP        the ramp's rates (/s); none = no ramp (needs --overload-rate)
+  --overload-rate=N         LOAD_OVERLOAD_RATE        offer N/s in the overload step instead of 2× the sustainable rate
+  --overload-seconds=N      LOAD_OVERLOAD_SECONDS     the overload step's length (default 15 short, 30 full)
+  --overload-latency-ms=N   LOAD_OVERLOAD_LATENCY_MS  fixed Gemini latency of its generations (default 2000)
 `;
 
 /** A command line the harness cannot run: its message says why; print it with USAGE, no stack trace. */
@@ -48,10 +56,13 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const SCENARIO_NAMES = ['reads', 'steady', 'burst', 'mixed', 'soak', 'palette', 'moonshot', 'distributed'] as const;
+export const SCENARIO_NAMES = ['reads', 'steady', 'burst', 'mixed', 'soak', 'palette', 'moonshot', 'distributed', 'overload'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
-/** What runs without --scenarios: everything but the distributed scenario, which needs servers beside Node. */
-export const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIO_NAMES.filter((n) => n !== 'distributed');
+/**
+ * What runs without --scenarios: everything but the distributed scenario, which needs servers beside
+ * Node, and the overload scenario, whose ramp alone would take the short profile past 3 minutes.
+ */
+export const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIO_NAMES.filter((n) => n !== 'distributed' && n !== 'overload');
 export const DISTRIBUTED_RUNS = ['embedded', 'distributed'] as const;
 export type DistributedRunName = (typeof DISTRIBUTED_RUNS)[number];
 
@@ -62,6 +73,14 @@ export interface DistributedOptions {
   queueLockMs: number;
   runs: DistributedRunName[];
   restart: boolean;
+}
+
+export interface OverloadOptions {
+  /** undefined: the profile's ramp; []: no ramp. */
+  ramp: number[] | undefined;
+  rate: number | undefined;
+  seconds: number | undefined;
+  latencyMs: number;
 }
 
 export interface LoadOptions {
@@ -86,6 +105,7 @@ export interface LoadOptions {
   reportFrom: string | undefined;
   out: string | undefined;
   distributed: DistributedOptions;
+  overload: OverloadOptions;
   /** The command line as typed, for the report. */
   argv: string[];
   /** `--help`: print USAGE and run nothing. */
@@ -98,6 +118,7 @@ const STRING_FLAGS = [
   'scenarios', 'profile', 'rates', 'soak-seconds', 'soak-rate', 'moonshot-rate', 'palette-rate', 'scale', 'latency', 'rate-429', 'hang-rate',
   'emulator-nice', 'target', 'metrics-url', 'pid', 'report-from', 'out',
   'distributed-rate', 'distributed-limit', 'distributed-latency', 'queue-lock-ms', 'distributed-runs', 'distributed-restart',
+  'overload-ramp', 'overload-rate', 'overload-seconds', 'overload-latency-ms',
 ] as const;
 const REPEATABLE_FLAGS = ['env', 'node-arg'] as const;
 const BOOLEAN_FLAGS = ['cpu-profile', 'memory-detail', 'report'] as const;
@@ -191,6 +212,22 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     restart: ['true', '1', 'yes'].includes(restartText),
   };
 
+  const rampText = get('overload-ramp', 'LOAD_OVERLOAD_RAMP');
+  let ramp: number[] | undefined;
+  if (rampText !== undefined && rampText !== '') {
+    ramp = rampText.trim().toLowerCase() === 'none' ? [] : rampText.split(',').map(Number);
+    if (ramp.some((r) => !(r > 0 && r <= 1000)) || ramp.some((r, i) => i > 0 && r <= ramp![i - 1])) {
+      throw new UsageError(`--overload-ramp: rising positive rates ≤ 1000, or none; got ${rampText}`);
+    }
+  }
+  const overload: OverloadOptions = {
+    ramp,
+    rate: optionalNum('overload-rate', 'LOAD_OVERLOAD_RATE', (n) => n > 0 && n <= 1000),
+    seconds: optionalNum('overload-seconds', 'LOAD_OVERLOAD_SECONDS', (n) => n >= 1 && n <= 3600),
+    latencyMs: num('overload-latency-ms', 'LOAD_OVERLOAD_LATENCY_MS', 2000, (n) => Number.isInteger(n) && n >= 0 && n <= 600_000),
+  };
+  if (ramp && ramp.length === 0 && overload.rate === undefined) throw new UsageError('--overload-ramp=none needs --overload-rate (the step has no sustainable rate to double)');
+
   const probability = (n: number) => n >= 0 && n <= 1;
   return {
     scenarios: scenarios as ScenarioName[],
@@ -214,6 +251,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     reportFrom: get('report-from', 'LOAD_REPORT_FROM'),
     out: get('out', 'LOAD_OUT'),
     distributed,
+    overload,
     argv,
     help,
   };

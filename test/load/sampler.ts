@@ -51,6 +51,8 @@ export interface Tick {
   load1: number | null;
   /** Sockets in use by the harness's HTTP client. */
   clientInFlight: number;
+  /** The service's `overload_shedding` gauge: 1 while it refuses new work as saturated. */
+  shedding?: number | null;
 }
 
 const nn = (v: number) => (Number.isFinite(v) ? v : null);
@@ -164,6 +166,7 @@ export class Sampler {
         othersCpuPct: machineCpuPct === null ? null : Math.max(0, machineCpuPct - ours),
         load1: loadAverage()?.[0] ?? null,
         clientInFlight: this.clientInFlight(),
+        shedding: get('overload_shedding'),
       });
       this.ownDelay.reset();
     } finally {

@@ -11,6 +11,7 @@ import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import type { FloorResult } from './floor';
 import { HttpDriver, LIGHT_ROUTES, RouteRecorder, ROUTES } from './http-driver';
 import { DESCRIPTION as DISTRIBUTED_DESCRIPTION, type DistributedResult } from './distributed';
+import { OVERLOAD_DESCRIPTION, type OverloadResult } from './overload';
 import { memoryDetailOf, PROBE_FILE, PROBE_MODULE, readProbeSamples, type MemoryDetail } from './memory-detail';
 import type { LoadOptions, ScenarioName } from './options';
 import { loadAverage, startService } from './processes';
@@ -180,6 +181,8 @@ export function planScenarios(opts: LoadOptions): ScenarioPlan[] {
     },
     // Run by distributed.ts (its own services, nginx, PostgreSQL and Redis), not as steps of one service.
     distributed: () => ({ name: 'distributed', description: DISTRIBUTED_DESCRIPTION, runs: [] }),
+    // Run by overload.ts (its second phase's rate comes from its first), not as fixed steps.
+    overload: () => ({ name: 'overload', description: OVERLOAD_DESCRIPTION, runs: [] }),
     moonshot: () => ({
       name: 'moonshot',
       description: `the target to beat: ${opts.moonshotRate} generations/s of 1024² images with the semaphore raised, Prefer: wait=60, plus light probes`,
@@ -372,6 +375,8 @@ export interface ScenarioResult {
   runs: RunResult[];
   /** The distributed scenario's own results (its runs are not steps of one service; see distributed.ts). */
   distributed?: DistributedResult;
+  /** The overload scenario's own results (a ramp, then 2× its sustainable rate; see overload.ts). */
+  overload?: OverloadResult;
 }
 
 export interface RunContext {
@@ -517,7 +522,7 @@ function ticksIn(ticks: Tick[], from: number, to: number): Tick[] {
   return ticks.filter((t) => t.t >= from && t.t <= to + 0.5);
 }
 
-function summarizeStep(
+export function summarizeStep(
   plan: StepPlan,
   recorder: RouteRecorder,
   ticks: Tick[],
