@@ -20,7 +20,9 @@ const swc = [
 // ESM-only packages that Jest's CommonJS runtime must see transformed.
 const esmPackages = ['kysely'];
 const common = {
-  testEnvironment: 'node',
+  // JEST_OPEN_HANDLES_REPORT=<file>: a diagnostic environment that appends, per test file, the handles
+  // and timers it left open (with their creation stacks) to <file> (see test/support/open-handles-environment.js).
+  testEnvironment: process.env.JEST_OPEN_HANDLES_REPORT ? '<rootDir>/test/support/open-handles-environment.js' : 'node',
   transform: { '^.+\\.(t|j|mj)s$': swc },
   transformIgnorePatterns: [`/node_modules/(?!(${esmPackages.join('|')})/)`],
   setupFiles: ['reflect-metadata', '<rootDir>/test/support/emulator-undici-bridge.ts'],
