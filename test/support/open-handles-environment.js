@@ -39,7 +39,15 @@ if (!state.hook) {
   const onMessage = (message) => {
     if (!Array.isArray(message) || message[0] !== CHILD_MESSAGE_END) return;
     process.removeListener('message', onMessage); // a 'message' listener keeps the IPC channel referenced
-    write({ kind: 'end', open: open(() => true), activeResources: process.getActiveResourcesInfo() });
+    const end = Date.now();
+    write({ kind: 'end', open: open(() => true), activeResources: process.getActiveResourcesInfo(), unreferenced: unreferenced() });
+    // 'exit' fires once the event loop is empty; a worker that is force-exited without it was held by
+    // something active, one that gets here late was slow to tear its state down.
+    process.once('exit', () => write({ kind: 'exited', msAfterEnd: Date.now() - end, memory: process.memoryUsage() }));
+    // When the process has terminated (a zombie until Jest reaps it) and when Jest reaped it: Jest
+    // force-exits a worker it has not seen exit 500 ms after asking it to.
+    const watch = `s=$(date +%s%3N); while [ -e /proc/${process.pid} ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/${process.pid}/stat 2>/dev/null; do sleep 0.01; done; z=$(date +%s%3N); while [ -e /proc/${process.pid} ]; do sleep 0.01; done; g=$(date +%s%3N); echo "{\\"pid\\":${process.pid},\\"kind\\":\\"terminated\\",\\"msAfterEnd\\":$((z - s)),\\"reapedMsAfterEnd\\":$((g - s))}" >> "${REPORT}"`;
+    require('node:child_process').spawn('sh', ['-c', watch], { detached: true, stdio: 'ignore' }).unref();
     setTimeout(() => write({ kind: 'exit', open: open(() => true), activeResources: process.getActiveResourcesInfo() }), 300).unref();
   };
   process.on('message', onMessage);
@@ -53,6 +61,16 @@ function open(filter) {
     if (typeof r.hasRef === 'function' && !r.hasRef()) continue;
     if (type === 'Timeout' && (r._destroyed || r._idleTimeout === -1)) continue;
     found.push({ id, type, file, refed: typeof r.hasRef === 'function' ? true : undefined, ...endpoints(r), stack });
+  }
+  return found;
+}
+
+/** Unreferenced handles still open (type and file): they do not hold the loop but may slow the exit (a worker thread is joined). */
+function unreferenced() {
+  const found = [];
+  for (const { type, file, resource, stack } of state.live.values()) {
+    const r = resource.deref();
+    if (r && typeof r.hasRef === 'function' && !r.hasRef()) found.push({ type, file, stack: stack.split('\n').slice(0, 12).join('\n') });
   }
   return found;
 }
