@@ -44,9 +44,9 @@ module.exports = {
   maxWorkers: 2,
   // How long Jest waits for a worker to exit once all tests ran before it force-exits it ("A worker
   // process has failed to exit gracefully"). Jest's 500 ms is shorter than a worker that left nothing
-  // open needs here: it reaches 'exit' within ~100 ms, but then frees a heap of ~450 MB, which takes
-  // ~0.5 s on a busy 2-core box. A worker a leaked handle keeps alive never exits, so it is still
-  // reported. To find such a handle: JEST_OPEN_HANDLES_REPORT (see test/support/open-handles-environment.js).
-  workerGracefulExitTimeout: 5000,
+  // open needs here: it reaches 'exit' within ~100 ms, but then frees a heap of ~450 MB, which took
+  // 0.5-2.3 s on a busy 2-core box. A worker that a leaked handle keeps alive never exits, so it is
+  // still reported. To find such a handle: JEST_OPEN_HANDLES_REPORT (test/support/open-handles-environment.js).
+  workerGracefulExitTimeout: 10000,
   testTimeout: 60000,
 };
