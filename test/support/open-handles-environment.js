@@ -17,6 +17,8 @@ const REPORT = process.env.JEST_OPEN_HANDLES_REPORT;
 const GRACE_MS = Number(process.env.JEST_OPEN_HANDLES_GRACE_MS ?? 1000);
 // Short-lived or never-blocking resources: tracking them would only cost time.
 const IGNORED = new Set(['PROMISE', 'TickObject', 'Immediate', 'Microtask', 'STREAM_END_OF_STREAM', 'RANDOMBYTESREQUEST', 'PBKDF2REQUEST', 'SIGNREQUEST', 'HASHREQUEST', 'DNSCHANNEL', 'ZLIB', 'WRITEWRAP', 'SHUTDOWNWRAP']);
+// Native requests that keep the loop alive while pending (they have no hasRef()).
+const NATIVE_REQUESTS = new Set(['FSREQCALLBACK', 'FSREQPROMISE', 'GETADDRINFOREQWRAP', 'GETNAMEINFOREQWRAP', 'TCPCONNECTWRAP', 'PIPECONNECTWRAP', 'QUERYWRAP', 'WORKER']);
 const CHILD_MESSAGE_END = 2; // jest-worker's "exit now" message
 
 const state = globalThis[Symbol.for('open-handles-environment')] ?? (globalThis[Symbol.for('open-handles-environment')] = { live: new Map(), current: '(between files)' });
@@ -58,6 +60,8 @@ function open(filter) {
   for (const [id, { type, file, resource, stack }] of state.live) {
     const r = resource.deref();
     if (!r || !filter(file)) continue;
+    // Plain JS AsyncResources (on-finished, Piscina, ...) often never emit destroy; they hold nothing.
+    if (typeof r.hasRef !== 'function' && !NATIVE_REQUESTS.has(type)) continue;
     if (typeof r.hasRef === 'function' && !r.hasRef()) continue;
     if (type === 'Timeout' && (r._destroyed || r._idleTimeout === -1)) continue;
     found.push({ id, type, file, refed: typeof r.hasRef === 'function' ? true : undefined, ...endpoints(r), stack });
