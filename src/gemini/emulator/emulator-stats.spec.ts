@@ -2,13 +2,25 @@ import { GeminiEmulator, startGeminiEmulator, type EmulatorStats } from './emula
 
 const MODEL_PATH = '/v1/models/gemini-2.5-flash-image:generateContent';
 
-function generate(emulator: GeminiEmulator, prompt: string, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${emulator.url}${MODEL_PATH}`, {
+/** Status of a call, its body read so that the connection is free again (see `status`). */
+async function generate(emulator: GeminiEmulator, prompt: string, signal?: AbortSignal): Promise<number> {
+  return status(fetch(`${emulator.url}${MODEL_PATH}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-goog-api-key': 'k' },
     body: JSON.stringify({ contents: [{ parts: [{ text: prompt }] }], generationConfig: { responseModalities: ['IMAGE'] } }),
     signal,
-  });
+  }));
+}
+
+/**
+ * Reads the whole body: a response left unread keeps its connection busy in the process-wide fetch
+ * pool, and when close() then cuts that connection, undici opens a new one in its place that
+ * outlives the test and keeps Jest's worker from exiting.
+ */
+async function status(response: Promise<Response>): Promise<number> {
+  const res = await response;
+  await res.arrayBuffer();
+  return res.status;
 }
 
 async function readStats(emulator: GeminiEmulator): Promise<{ status: number; contentType: string | null; body: EmulatorStats }> {
@@ -48,7 +60,7 @@ describe('Gemini emulator GET /stats', () => {
     await Promise.all(held);
     await until(async () => (await readStats(emulator)).body.inFlight === 0, 'the aborted calls to end');
 
-    expect((await generate(emulator, 'a green square [emulator:latency=0]')).status).toBe(200);
+    expect(await generate(emulator, 'a green square [emulator:latency=0]')).toBe(200);
     const after = await readStats(emulator);
     expect(after.body).toEqual(emulator.stats());
     expect(after.body).toMatchObject({ requests: 3, inFlight: 0, maxInFlight: 2, clientAborts: 2, byStatus: { '200': 1 } });
@@ -56,7 +68,7 @@ describe('Gemini emulator GET /stats', () => {
   });
 
   it('reading the counters changes none of them, and a reset shows at once', async () => {
-    expect((await generate(emulator, 'a teal square')).status).toBe(200);
+    expect(await generate(emulator, 'a teal square')).toBe(200);
     const first = (await readStats(emulator)).body;
     const second = (await readStats(emulator)).body;
     expect(second).toEqual(first);
@@ -65,6 +77,6 @@ describe('Gemini emulator GET /stats', () => {
     emulator.resetStats();
     expect((await readStats(emulator)).body).toMatchObject({ requests: 0, maxInFlight: 0, byStatus: {} });
     // Only GET: anything else on /stats is not a route of the emulator.
-    expect((await fetch(`${emulator.url}/stats`, { method: 'POST' })).status).toBe(404);
+    expect(await status(fetch(`${emulator.url}/stats`, { method: 'POST' }))).toBe(404);
   });
 });
