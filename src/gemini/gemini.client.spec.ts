@@ -36,6 +36,21 @@ describe('fetchWithFastJson', () => {
     expect(await response.json()).toEqual(expected);
   });
 
+  it("sends each request with undici's own header and body timeouts off, as the SDK does (GEMINI_TIMEOUT_MS is the deadline)", async () => {
+    const key = Symbol.for('undici.globalDispatcher.1');
+    const globals = globalThis as unknown as Record<symbol, { dispatch(o: Record<string, unknown>, h: unknown): boolean }>;
+    const real = globals[key];
+    const seen: Record<string, unknown>[] = [];
+    globals[key] = { dispatch: (o, h) => (seen.push(o), real.dispatch(o, h)) };
+    try {
+      expect(await (await fetchWithFastJson(`${url}/plain`)).json()).toBeDefined();
+    } finally {
+      globals[key] = real;
+    }
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ headersTimeout: 0, bodyTimeout: 0 });
+  });
+
   it('rejects invalid JSON with a SyntaxError, like Response.json()', async () => {
     await expect((await fetch(`${url}/invalid`)).json()).rejects.toMatchObject({ name: 'SyntaxError' });
     await expect((await fetchWithFastJson(`${url}/invalid`)).json()).rejects.toMatchObject({ name: 'SyntaxError' });

@@ -36,7 +36,9 @@ export const createGenAiClient: GeminiClientFactory = ({ apiKey, baseUrl }) =>
  * JSON throws a SyntaxError, and the body reads once.
  */
 export const fetchWithFastJson = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-  const response = await fetch(input, init);
+  // With a fetch of its own the SDK no longer adds its dispatcher; keep what it did (see below).
+  const withDispatcher = init && 'dispatcher' in init ? init : ({ ...init, dispatcher: NO_UNDICI_TIMEOUTS } as unknown as RequestInit);
+  const response = await fetch(input, withDispatcher);
   Object.defineProperty(response, 'json', { value: () => readJson(response), configurable: true });
   return response;
 };
@@ -51,3 +53,25 @@ async function readJson(response: Response): Promise<unknown> {
   const text = parts.join('');
   return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 }
+
+const UNDICI_GLOBAL_DISPATCHER = Symbol.for('undici.globalDispatcher.1');
+
+interface UndiciDispatcher {
+  dispatch(options: Record<string, unknown>, handler: unknown): boolean;
+}
+
+/**
+ * What the SDK sends each request through when it uses its own fetch: undici's global dispatcher
+ * with undici's own 300 s header and body timeouts off, so GEMINI_TIMEOUT_MS (up to 600 s, enforced
+ * by the SDK's abort signal) is the only deadline, and a slow answer fails GEMINI_TIMEOUT, not as a
+ * retried network error.
+ */
+export const NO_UNDICI_TIMEOUTS: UndiciDispatcher = {
+  dispatch(options, handler) {
+    const globals = globalThis as unknown as Record<symbol, UndiciDispatcher | undefined>;
+    if (!globals[UNDICI_GLOBAL_DISPATCHER]) new Headers(); // Node creates it lazily, on first use of its fetch classes
+    const global = globals[UNDICI_GLOBAL_DISPATCHER];
+    if (!global) throw new Error('undici global dispatcher is not available');
+    return global.dispatch({ ...options, headersTimeout: 0, bodyTimeout: 0 }, handler);
+  },
+};

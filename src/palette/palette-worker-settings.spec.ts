@@ -55,6 +55,7 @@ onLinux('palette worker thread settings', () => {
     const expected = Math.min(19, base + 4);
     expect(niceOfThreads(/^libuv-worker/).length).toBeGreaterThan(0);
     expect(niceOfThreads(/^libuv-worker/).every((n) => n >= expected)).toBe(true);
+    expect(niceOfThreads(/^libvips/).length).toBeGreaterThan(0);
     expect(niceOfThreads(/^libvips/).every((n) => n >= expected)).toBe(true);
     await expect(service.workerSettings()).resolves.toMatchObject({ nice: expected });
     // The event loop itself is never lowered.

@@ -146,7 +146,9 @@ export class PaletteService implements OnModuleDestroy {
       // Each worker thread lowers its own priority as it starts, so the event loop wins a contended
       // core (docs/capacity/palette-liveness.md). Needs @napi-rs/nice, without which Piscina skips it
       // silently: workerSettings() reads the result back from the threads.
-      niceIncrement: workerNice,
+      // On Linux nice() changes the calling thread only; elsewhere (macOS, BSD) the whole process,
+      // event loop included: there the pool runs at the process's priority.
+      niceIncrement: process.platform === 'linux' ? workerNice : 0,
       workerData: {
         libvipsThreads,
         ...(niceThreads === 'all' && workerNice > 0 ? { helperNice: Math.min(19, getPriority() + workerNice) } : {}),

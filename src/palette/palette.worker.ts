@@ -53,6 +53,9 @@ sharp.cache(false);
 /** Threads already given `helperNice` (Linux thread ids), so each scan only reads new ones. */
 const niced = new Set<string>();
 const HELPER_THREAD = /^(libuv-worker|libvips)/;
+/** How many scans a thread not named as a helper gets before it is taken as none. */
+const NAME_LOOKS = 3;
+const unnamedLooks = new Map<string, number>();
 
 /**
  * Gives the process's libuv pool and libvips threads the nice value `nice` (Linux: setpriority on a
@@ -71,7 +74,15 @@ export function niceHelperThreads(nice: number): void {
     if (niced.has(tid)) continue;
     try {
       const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      if (HELPER_THREAD.test(name)) setPriority(Number(tid), nice);
+      // A thread not (yet) named as a helper is looked at again the next few times: a new thread
+      // carries its creator's name for a moment before libuv or libvips names it.
+      if (!HELPER_THREAD.test(name)) {
+        const looks = (unnamedLooks.get(tid) ?? 0) + 1;
+        unnamedLooks.set(tid, looks);
+        if (looks >= NAME_LOOKS) niced.add(tid);
+        continue;
+      }
+      setPriority(Number(tid), nice);
       niced.add(tid);
     } catch {
       niced.add(tid); // gone, or not ours to change
