@@ -7,7 +7,6 @@ import { parseOptions, UsageError } from './options';
 import {
   acceptedOutcomes,
   chooseSustainableRate,
-  cpuPerGeneration,
   evaluateOverloadTargets,
   finishedBetween,
   judgeRampStep,
@@ -98,12 +97,6 @@ describe('overload scenario', () => {
     // Injected failures are the emulator's, not the service's; one left unfinished is not.
     expect(evaluateOverloadTargets({ ...good, outcomes: { ...clean, failed: { 'failed GEMINI_TIMEOUT': 2 }, injectedFailures: 2 } }).met).toBe(true);
     expect(evaluateOverloadTargets({ ...good, outcomes: { ...clean, unfinished: 1 } }).missed).toEqual(['allAcceptedFinished']);
-  });
-
-  it('leaves the floor ratio empty until a floor is known', () => {
-    expect(cpuPerGeneration(40)).toEqual({ serviceMs: 40, floorMs: null, ratio: null });
-    expect(cpuPerGeneration(40, 32)).toEqual({ serviceMs: 40, floorMs: 32, ratio: 1.25 });
-    expect(cpuPerGeneration(null, 32).ratio).toBeNull();
   });
 
   it('reads shedding start and stop lines of the service log onto the run\'s time axis', () => {

@@ -27,7 +27,7 @@ import { HttpDriver, RouteRecorder, type RouteKey } from './http-driver';
 import type { LoadOptions } from './options';
 import { startService } from './processes';
 import { Sampler, ELD_RESOLUTION_MS, type Tick } from './sampler';
-import { seed, summarizeStep, UNBOUNDED_SETTINGS, type ResourceSummary, type RunContext, type StepPlan } from './scenarios';
+import { cpuPerGenerationOf, seed, summarizeStep, UNBOUNDED_SETTINGS, type CpuPerGeneration, type ResourceSummary, type RunContext, type StepPlan } from './scenarios';
 import { round, Samples, type LatencySummary } from './stats';
 import { TrafficRunner, type GenerationOutcomes, type Workload } from './traffic';
 
@@ -210,20 +210,6 @@ export function evaluateOverloadTargets(step: {
   return { ...targets, met: missed.length === 0, missed };
 }
 
-/**
- * CPU per generation against the floor (the CPU one generation cannot do without, measured by
- * test/load/floor.ts, at the start of the run): `floorMs` and `ratio` are null when no floor was measured.
- */
-export interface CpuPerGeneration {
-  serviceMs: number | null;
-  floorMs: number | null;
-  ratio: number | null;
-}
-
-export function cpuPerGeneration(serviceMs: number | null, floorMs: number | null = null): CpuPerGeneration {
-  return { serviceMs, floorMs, ratio: serviceMs !== null && floorMs !== null && floorMs > 0 ? round(serviceMs / floorMs, 2) : null };
-}
-
 /** Shedding start/stop lines of the service's log (its JSON lines), on the run's time axis. */
 export function sheddingEvents(logText: string, wallT0: number): SheddingEvent[] {
   const events: SheddingEvent[] = [];
@@ -305,8 +291,8 @@ export interface OverloadResult {
   env: Record<string, string>;
   ramp: RampStepResult[];
   sustainable: SustainableRate;
-  /** CPU per generation at the sustainable rate (its ramp step), against the floor when known. */
-  cpuPerGeneration: CpuPerGeneration;
+  /** CPU per generation at the sustainable rate (its ramp step) against the run's floor; absent without either. */
+  cpuPerGeneration: CpuPerGeneration | undefined;
   step: OverloadStepResult | null;
   targets: OverloadTargets | null;
   /** Every shedding start/stop of the run (ramp included). */
@@ -531,7 +517,7 @@ export async function runOverloadScenario(plan: OverloadPlan, ctx: RunContext): 
     env,
     ramp,
     sustainable,
-    cpuPerGeneration: cpuPerGeneration(atSustainable?.cpuPerGenerationMs ?? null, ctx.floor?.floorMs ?? null),
+    cpuPerGeneration: cpuPerGenerationOf(atSustainable?.cpuPerGenerationMs ?? null, ctx.floor),
     step,
     targets: step ? evaluateOverloadTargets(step) : null,
     sheddingEvents: events,
