@@ -79,7 +79,7 @@ export class GenerationsRepository {
 
   async create(generation: Generation): Promise<void> {
     await inTransaction(this.db, async (trx) => {
-      await trx.insertInto('generations').values(toRow(generation)).execute();
+      await trx.insertInto('generations').values(generationRow(generation)).execute();
       await indexItem(trx, searchDocument(generation), searchPalettes(generation));
     });
   }
@@ -179,7 +179,7 @@ export class GenerationsRepository {
    * same client at the same instant may both pass, at most one generation each over the bound.
    */
   async createIfClientBelow(generation: Generation, client: string, maxActive: number): Promise<boolean> {
-    const row = { ...toRow(generation), client };
+    const row = { ...generationRow(generation), client };
     const columns = Object.keys(row) as (keyof typeof row)[];
     const unfinished = sql.join(UNFINISHED_STATUSES.map((status) => sql`${status}`));
     return inTransaction(this.db, async (trx) => {
@@ -333,7 +333,8 @@ export function fromJson<T>(value: unknown): T {
   return (typeof value === 'string' ? JSON.parse(value) : value) as T;
 }
 
-function toRow(g: Generation): Insertable<GenerationsTable> {
+/** The row that stores `g` (the bench's bulk loader writes the same rows). */
+export function generationRow(g: Generation): Insertable<GenerationsTable> {
   return {
     id: g.id,
     owner: g.owner,

@@ -55,7 +55,7 @@ export class ReferencesRepository {
   async create(reference: Reference, opts: { pendingKey?: string } = {}): Promise<void> {
     await inTransaction(this.db, async (trx) => {
       if (opts.pendingKey !== undefined && !(await new StorageSweepRepository(trx).claimPending(opts.pendingKey))) throw new UploadExpiredError();
-      await trx.insertInto('reference_images').values(toRow(reference)).execute();
+      await trx.insertInto('reference_images').values(referenceRow(reference)).execute();
       await indexItem(
         trx,
         { kind: 'reference', itemId: reference.id, owner: reference.owner, createdAtMs: toMs(reference.createdAt), body: referenceBody(reference.title, reference.tags) },
@@ -107,7 +107,8 @@ export class ReferencesRepository {
   }
 }
 
-function toRow(r: Reference): Insertable<ReferenceImagesTable> {
+/** The row that stores `r` (the bench's bulk loader writes the same rows). */
+export function referenceRow(r: Reference): Insertable<ReferenceImagesTable> {
   return {
     id: r.id,
     owner: r.owner,

@@ -26,8 +26,8 @@ import type { Generation, PaletteColor } from '../../src/common/generation.model
 import { newGenerationId } from '../../src/common/ids';
 import type { Reference } from '../../src/common/reference.model';
 import { createDatabase, Database, databaseFile, DatabaseTarget } from '../../src/database/database';
-import { GenerationsRepository } from '../../src/database/generations.repository';
-import { ReferencesRepository } from '../../src/database/references.repository';
+import { generationRow, GenerationsRepository } from '../../src/database/generations.repository';
+import { referenceRow, ReferencesRepository } from '../../src/database/references.repository';
 import { SearchRepository } from '../../src/database/search.repository';
 import { dialectOf, insertColors, referenceBody } from '../../src/database/search-index';
 import paletteTask from '../../src/palette/palette.worker';
@@ -203,26 +203,8 @@ async function load(db: Database, items: Item[], images: LabelledImage[]): Promi
         await trx
           .insertInto('generations')
           .values(
-            gens.map((g) => ({
-              id: g.id,
-              owner: g.owner,
-              client: `key:${g.owner}`,
-              status: g.status,
-              stage: g.stage,
-              prompt: g.prompt,
-              model: g.model,
-              aspect_ratio: g.aspectRatio,
-              count: g.count,
-              palette_size: g.paletteSize,
-              created_at: g.createdAt.getTime(),
-              started_at: g.startedAt!.getTime(),
-              completed_at: g.completedAt!.getTime(),
-              timings: JSON.stringify(g.timings),
-              images: JSON.stringify(g.images),
-              input_tokens: g.usage.inputTokens,
-              output_tokens: g.usage.outputTokens,
-              updated_at: g.completedAt!.getTime(),
-            })),
+            // Its final state written at once: updated when it completed.
+            gens.map((g) => ({ ...generationRow(g), client: `key:${g.owner}`, updated_at: g.completedAt!.getTime() })),
           )
           .execute();
       }
@@ -230,19 +212,7 @@ async function load(db: Database, items: Item[], images: LabelledImage[]): Promi
         await trx
           .insertInto('reference_images')
           .values(
-            refs.map((r) => ({
-              id: r.id,
-              owner: r.owner,
-              title: r.title,
-              tags: JSON.stringify(r.tags),
-              storage_key: r.storageKey,
-              mime_type: r.mimeType,
-              width: r.width,
-              height: r.height,
-              bytes: r.bytes,
-              palette: JSON.stringify(r.palette),
-              created_at: r.createdAt.getTime(),
-            })),
+            refs.map(referenceRow),
           )
           .execute();
       }
